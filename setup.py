@@ -1,0 +1,2 @@
+from setuptools import setup
+setup()  # configuration lives in pyproject.toml; this shim keeps older tools working
