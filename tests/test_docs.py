@@ -1,0 +1,52 @@
+"The docs site, up to Quarto: sidebar, links, Colab badges, README, and nbdev's notebook processing."
+import json, os, re, shutil, subprocess, sys
+from pathlib import Path
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+NBS = ROOT/'nbs'
+LESSONS = sorted(p.name for p in NBS.glob('*.ipynb') if not p.name.startswith('_'))
+sys.path.insert(0, str(ROOT/'tools'))
+from make_readme import readme_text
+
+def _markdown(nb): return '\n'.join(''.join(c['source']) for c in json.loads((NBS/nb).read_text())['cells'] if c['cell_type'] == 'markdown')
+
+def _sidebar_entries(node):
+    if isinstance(node, str): yield node
+    elif isinstance(node, list):
+        for n in node: yield from _sidebar_entries(n)
+    elif isinstance(node, dict):
+        if 'href' in node: yield node['href']
+        yield from _sidebar_entries(node.get('contents', []))
+
+def test_sidebar_lists_every_lesson_once():
+    entries = list(_sidebar_entries(yaml.safe_load((NBS/'sidebar.yml').read_text())['website']['sidebar']['contents']))
+    assert sorted(entries) == LESSONS, f"sidebar.yml: {entries}; notebooks: {LESSONS}"
+
+def test_lessons_open_with_title_summary_and_colab_badge():
+    for nb in LESSONS:
+        md = _markdown(nb)
+        assert re.match(r'# \S', md), f"{nb} must open with an H1 title"
+        assert '\n> ' in md, f"{nb} needs a one-line '> summary'"
+        if nb != 'index.ipynb':
+            assert f'colab.research.google.com/github/vae-course/vae_course/blob/main/nbs/{nb}' in md, f"{nb}: Colab badge missing or pointing elsewhere"
+
+def test_links_between_notebooks_resolve():
+    for nb in LESSONS:
+        for target in re.findall(r'\]\(([^)#\s]+\.ipynb)', _markdown(nb)):
+            if not target.startswith('http'): assert (NBS/target).exists(), f"{nb} links to missing {target}"
+        for target in re.findall(r'nbs/([\w.-]+\.ipynb)', _markdown(nb)):
+            assert (NBS/target).exists(), f"{nb} links to missing nbs/{target}"
+
+def test_readme_is_generated_from_index():
+    assert (ROOT/'README.md').read_text() == readme_text(), "README.md is out of date: run python tools/make_readme.py"
+
+def test_nbdev_proc_nbs(tmp_path):
+    "nbdev-proc-nbs processes every notebook for Quarto (Quarto itself is replaced by a stub: it cannot be installed here)."
+    stub = tmp_path/'bin'/'quarto'; stub.parent.mkdir(); stub.write_text('#!/bin/sh\nexit 0\n'); stub.chmod(0o755)
+    env = {**os.environ, 'PATH': f"{stub.parent}{os.pathsep}{os.environ['PATH']}"}
+    shutil.rmtree(ROOT/'_proc', ignore_errors=True)
+    subprocess.run(['nbdev-proc-nbs'], cwd=ROOT, env=env, check=True, capture_output=True)
+    processed = sorted(p.name for p in (ROOT/'_proc').rglob('*.ipynb'))
+    assert processed == LESSONS
+    assert (ROOT/'_proc'/'nbs'/'sidebar.yml').exists() or any((ROOT/'_proc').rglob('sidebar.yml'))

@@ -1,0 +1,22 @@
+"""Write README.md from nbs/index.ipynb (its markdown cells, in order).
+
+`nbdev-readme` does the same through Quarto, which cannot be installed everywhere; this script needs nothing
+but the standard library, and `tests/test_docs.py` checks that README.md is up to date with it.
+Usage: python tools/make_readme.py [--check]
+"""
+import json, sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+def readme_text(index=ROOT/'nbs'/'index.ipynb')->str:
+    "The README's text: the markdown cells of `index`, separated by blank lines."
+    cells = json.loads(Path(index).read_text())['cells']
+    body = '\n\n'.join(''.join(c['source']).strip() for c in cells if c['cell_type'] == 'markdown')
+    return f"<!-- generated from nbs/index.ipynb by tools/make_readme.py: edit the notebook, not this file -->\n\n{body}\n"
+
+if __name__ == '__main__':
+    readme, text = ROOT/'README.md', readme_text()
+    if '--check' in sys.argv:
+        if not readme.exists() or readme.read_text() != text: sys.exit("README.md is out of date: run python tools/make_readme.py")
+    else: readme.write_text(text)
