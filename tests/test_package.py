@@ -37,6 +37,8 @@ def test_wheel_contains_the_library(tmp_path):
     wheel, = tmp_path.glob('vae_course-*.whl')
     names = zipfile.ZipFile(wheel).namelist()
     for mod in MODULES + ['all', '__init__', '_modidx']: assert f'vae_course/{mod}.py' in names
+    shipped = sorted(str(p.relative_to(PKG.parent)) for d in ('pretrained', 'weights') for p in (PKG/d).glob('*') if p.suffix in ('.pt', '.json'))
+    assert shipped and set(shipped) <= set(names), f"package data missing from the wheel: {set(shipped) - set(names)}"
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith('METADATA'))).decode()
     in_wheel = {str(Requirement(l.split(':', 1)[1])) for l in meta.splitlines() if l.startswith('Requires-Dist:') and 'extra ==' not in l}
     declared = {str(Requirement(d)) for d in tomllib.loads((ROOT/'pyproject.toml').read_text())['project']['dependencies']}
