@@ -4,15 +4,21 @@
 but the standard library, and `tests/test_docs.py` checks that README.md is up to date with it.
 Usage: python tools/make_readme.py [--check]
 """
-import json, sys
+import json, re, sys, tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+def _doc_url(notebook:str)->str:
+    "The docs page of a lesson: nbdev names it after the notebook, without its number prefix."
+    site = tomllib.loads((ROOT/'pyproject.toml').read_text())['project']['urls']['Documentation'].rstrip('/')
+    return f"{site}/{re.sub(r'^[0-9]+_', '', notebook[:-len('.ipynb')])}.html"
 
 def readme_text(index=ROOT/'nbs'/'index.ipynb')->str:
     "The README's text: the markdown cells of `index`, separated by blank lines."
     cells = json.loads(Path(index).read_text())['cells']
     body = '\n\n'.join(''.join(c['source']).strip() for c in cells if c['cell_type'] == 'markdown')
+    body = re.sub(r'\]\(([\w-]+\.ipynb)\)', lambda m: f"]({_doc_url(m.group(1))})", body)  # lesson links point to the site
     return f"<!-- generated from nbs/index.ipynb by tools/make_readme.py: edit the notebook, not this file -->\n\n{body}\n"
 
 if __name__ == '__main__':
