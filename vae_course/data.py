@@ -6,9 +6,10 @@ Docs: https://vae-course.github.io/vae_course/data.html.md"""
 
 # %% auto #0
 __all__ = ['IDX_UBYTE', 'DATASETS', 'SPLIT_FILES', 'BINARIZE', 'in_test', 'DataFileError', 'read_idx', 'DatasetInfo',
-           'dataset_info', 'find_idx_files', 'ImageDataset', 'DownloadError', 'cache_dir', 'fetch_file', 'download_idx',
-           'MissingDataWarning', 'mnist_sample', 'load_dataset', 'show_grid', 'class_examples', 'to_float',
-           'binarize_fixed', 'TensorBatches', 'check_images', 'dls_from_tensors', 'get_dls', 'trace_pipeline']
+           'dataset_info', 'find_idx_files', 'ImageDataset', 'DownloadError', 'cache_dir', 'write_atomic', 'fetch_file',
+           'download_idx', 'MissingDataWarning', 'mnist_sample', 'load_dataset', 'show_grid', 'class_examples',
+           'to_float', 'binarize_fixed', 'TensorBatches', 'check_images', 'dls_from_tensors', 'get_dls',
+           'trace_pipeline']
 
 # %% ../nbs/00_data.ipynb #ee85ca70
 import gzip, hashlib, importlib.util, math, os, struct, urllib.error, urllib.request, warnings, zlib
@@ -139,6 +140,18 @@ def _torchvision_sources(name):
     cls = {'mnist': datasets.MNIST, 'fashion_mnist': datasets.FashionMNIST}[name]
     return cls.mirrors, dict(cls.resources)
 
+def write_atomic(
+    path:Path, # the file to write
+    write,     # a function that writes the content to the path it is given
+):
+    "Write a file all at once: `write` fills a temporary file beside `path`, which is then renamed to `path`."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + '.part')
+    try: write(part)
+    except BaseException: part.unlink(missing_ok=True); raise  # a failed write leaves the old file, and no debris
+    part.replace(path)  # atomic on POSIX: readers see the old file or the new one, never half of one
+
 def fetch_file(
     filename:str,   # file name to append to each mirror's URL
     mirrors:list,   # base URLs, tried in order
@@ -155,10 +168,7 @@ def fetch_file(
         except (OSError, ValueError) as e:  # URLError, timeouts and refused connections are OSErrors
             errors.append(f"{url}: {getattr(e, 'reason', e)}"); continue
         if hashlib.md5(data).hexdigest() != md5: errors.append(f"{url}: wrong md5 checksum"); continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        part = target.with_name(target.name + '.part')
-        part.write_bytes(data)
-        part.replace(target)
+        write_atomic(target, lambda p: p.write_bytes(data))
         return target
     raise DownloadError(f"could not download {filename}: " + '; '.join(errors))
 

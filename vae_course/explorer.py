@@ -17,7 +17,7 @@ import torch, pandas as pd, matplotlib.pyplot as plt, ipywidgets as widgets
 from torch import Tensor
 from PIL import Image
 from . import __version__
-from .data import show_grid, check_images
+from .data import show_grid, check_images, write_atomic
 from .losses import kl_per_dim
 from .model import load_checkpoint
 
@@ -76,9 +76,8 @@ def export_pretrained(
     meta = dict(model=type(model).__name__, config=model.config, vae_course=__version__, dataset=run['args']['dataset'],
                 epochs=run['args']['epochs'], protocol=run['protocol'], command=run['command'], metrics=metrics,
                 storage='float16', float16_max_prob_error=float16_error(model))
-    dest.mkdir(parents=True, exist_ok=True)
-    torch.save(_half(model.state_dict()), dest/f'{name}.pt')
-    (dest/f'{name}.json').write_text(json.dumps(meta, indent=2))
+    write_atomic(dest/f'{name}.pt', lambda p: torch.save(_half(model.state_dict()), p))
+    write_atomic(dest/f'{name}.json', lambda p: p.write_text(json.dumps(meta, indent=2)))
     return dest/f'{name}.pt'
 
 # %% ../nbs/10_latent_explorer.ipynb #8084032e

@@ -16,7 +16,7 @@ import torch, pandas as pd
 from torch import nn, Tensor
 from fastai.torch_core import default_device
 from . import __version__
-from .data import check_images, trace_pipeline
+from .data import check_images, trace_pipeline, write_atomic
 from .encoder import MLPEncoder, ConvEncoder
 from .sampling import reparameterize
 from .decoder import MLPDecoder, ConvDecoder
@@ -109,12 +109,6 @@ class CheckpointError(ValueError):
 
 def _json_path(path:Path)->Path: return path.with_suffix('.json')
 
-def _write_atomic(path:Path, write):
-    "Call `write(tmp)` on a temporary file beside `path`, then rename it to `path`."
-    tmp = path.with_name(path.name + '.part')
-    write(tmp)
-    tmp.replace(path)
-
 def save_checkpoint(
     model:nn.Module, # a model whose class is in `MODELS`, with a `config` dict
     path:str|Path,   # the weights file, ending in .pt; the configuration goes to the .json beside it
@@ -125,8 +119,8 @@ def save_checkpoint(
     if MODELS.get(name) is not type(model): raise ValueError(f"cannot save a {name}: add its class to MODELS first")
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = dict(model=name, config=model.config, vae_course=__version__)
-    _write_atomic(path, lambda p: torch.save(model.state_dict(), p))
-    _write_atomic(_json_path(path), lambda p: p.write_text(json.dumps(meta, indent=2)))
+    write_atomic(path, lambda p: torch.save(model.state_dict(), p))
+    write_atomic(_json_path(path), lambda p: p.write_text(json.dumps(meta, indent=2)))
     return path
 
 # %% ../nbs/06_vae.ipynb #f6fb5b5e

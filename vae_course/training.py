@@ -24,7 +24,7 @@ from fastai.callback.fp16 import MixedPrecision
 from fastai.optimizer import OptimWrapper
 from fastai.torch_core import default_device
 
-from .data import show_grid
+from .data import show_grid, write_atomic
 from .losses import elbo_parts, kl_per_dim
 from .model import VAEOutput, save_checkpoint, load_checkpoint
 
@@ -179,9 +179,7 @@ class CheckpointCallback(TrackerCallback):
         save_checkpoint(self.learn.model, self.path/'last.pt')
         state = dict(epoch=self.epoch, best=float(self.best), monitor=self.monitor, opt=self.learn.opt.state_dict(),
                      rng=_rng_states(self.dls))
-        tmp = self.path/'last_state.pt.part'
-        torch.save(state, tmp)
-        tmp.replace(self.path/'last_state.pt')
+        write_atomic(self.path/'last_state.pt', lambda p: torch.save(state, p))
 
 def resume(
     learn:Learner,   # a learner built like the one that was interrupted
