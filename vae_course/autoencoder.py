@@ -8,11 +8,11 @@ Docs: https://vae-course.github.io/vae_course/autoencoder.html.md"""
 __all__ = ['mlp', 'conv_features', 'conv_image', 'bce_recon', 'mse_recon', 'bce_floor', 'Autoencoder', 'ConvAutoencoder',
            'recon_errors']
 
-# %% ../nbs/01_autoencoder.ipynb #6eb6e210
+# %% ../nbs/01_autoencoder.ipynb #b17f567a
 import torch, torch.nn.functional as F
 from torch import nn, Tensor
 
-# %% ../nbs/01_autoencoder.ipynb #58351717
+# %% ../nbs/01_autoencoder.ipynb #49528144
 def mlp(*sizes:int)->nn.Sequential:
     "Linear layers of the given sizes with ReLU between them (none after the last)."
     if len(sizes) < 2: raise ValueError(f"mlp needs at least an input and an output size, got {sizes}")
@@ -20,7 +20,7 @@ def mlp(*sizes:int)->nn.Sequential:
     for n_in, n_out in zip(sizes, sizes[1:]): layers += [nn.Linear(n_in, n_out), nn.ReLU()]
     return nn.Sequential(*layers[:-1])
 
-# %% ../nbs/01_autoencoder.ipynb #1af38e61
+# %% ../nbs/01_autoencoder.ipynb #d08a75f1
 def conv_features(
     n_out:int=256,        # size of the feature vector
     channels:tuple=(32, 64), # channels of the two stride-2 convolutions
@@ -47,7 +47,7 @@ def conv_image(
         nn.ConvTranspose2d(c1, c2, 4, stride=2, padding=1), nn.ReLU(), # (B,c2,14,14)
         nn.ConvTranspose2d(c2, 1, 4, stride=2, padding=1))          # (B,1,28,28) logits
 
-# %% ../nbs/01_autoencoder.ipynb #6998aee2
+# %% ../nbs/01_autoencoder.ipynb #0c87366f
 def _check_same_shape(logits:Tensor, x:Tensor):
     "Raise a clear error unless `logits` and `x` have the same shape (no silent broadcasting)."
     if logits.shape != x.shape:
@@ -69,14 +69,14 @@ def mse_recon(
     _check_same_shape(logits, x)
     return (torch.sigmoid(logits) - x).pow(2).flatten(1).sum(1)
 
-# %% ../nbs/01_autoencoder.ipynb #eb74b381
+# %% ../nbs/01_autoencoder.ipynb #5566657d
 def bce_floor(
     x:Tensor, # (B,1,H,W) targets in [0,1]
 )->Tensor:    # (B,) the lowest `bce_recon` any logits can reach on `x`, in nats
     "Entropy of each image's pixels as Bernoullis, summed over pixels: the BCE of a perfect reconstruction."
-    return -(torch.xlogy(x, x) + torch.xlogy(1 - x, 1 - x)).flatten(1).sum(1)
+    return (torch.special.entr(x) + torch.special.entr(1 - x)).flatten(1).sum(1)
 
-# %% ../nbs/01_autoencoder.ipynb #4ae6c090
+# %% ../nbs/01_autoencoder.ipynb #fdb5bd8d
 class Autoencoder(nn.Module):
     "A plain MLP autoencoder: image -> code (B,n_latent) -> image logits."
     def __init__(self,
@@ -108,7 +108,7 @@ class ConvAutoencoder(Autoencoder):
         self.encoder = nn.Sequential(conv_features(n_hidden), nn.Linear(n_hidden, n_latent)) # (B,1,28,28) -> (B,Z)
         self.decoder = conv_image(n_latent, n_hidden)                                        # (B,Z) -> (B,1,28,28)
 
-# %% ../nbs/01_autoencoder.ipynb #cbe7e76b
+# %% ../nbs/01_autoencoder.ipynb #be604e56
 def recon_errors(
     model,             # callable: images (B,1,H,W) -> logits (B,1,H,W); an `nn.Module` is put in eval mode meanwhile
     dl,                # iterable of batches: tensors, or tuples whose first item is the images (the targets too)
