@@ -2,7 +2,7 @@
 from pathlib import Path
 import pytest
 from nbdev.config import get_config
-from nbdev.test import test_nb
+from nbdev.test import test_nb as run_notebook  # renamed: pytest would collect a `test_*` name as a test
 
 ROOT = Path(__file__).resolve().parent.parent
 LESSONS = sorted(p for p in (ROOT/'nbs').glob('*.ipynb') if not p.name.startswith('_'))
@@ -10,5 +10,5 @@ LESSONS = sorted(p for p in (ROOT/'nbs').glob('*.ipynb') if not p.name.startswit
 @pytest.mark.parametrize('notebook', LESSONS, ids=lambda p: p.stem)
 def test_lesson(notebook):
     skip_flags = get_config(ROOT).tst_flags.split()  # "notest slow cuda": full runs and GPU-only cells are skipped
-    ok, seconds = test_nb(notebook, skip_flags=skip_flags, showerr=True)
+    ok, seconds = run_notebook(notebook, skip_flags=skip_flags, showerr=True)
     assert ok, f"{notebook.name} failed under test (the error is printed above)"
