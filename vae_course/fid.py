@@ -18,7 +18,7 @@ import numpy as np, torch, torch.nn.functional as F
 from torch import nn, Tensor
 from fastai.torch_core import default_device
 
-from .data import check_images, dataset_info
+from .data import check_images, dataset_info, write_atomic
 
 # %% ../nbs/09_fid.ipynb #4a8539c5
 def _as_float64(x, what:str)->Tensor:
@@ -178,11 +178,8 @@ def save_classifier(
 )->Path:
     "Save a classifier's weights in float16, with its constructor arguments and `info`."
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + '.part')
-    torch.save(dict(state=state, config=model.config, info=info), tmp)
-    tmp.replace(path)
+    write_atomic(path, lambda p: torch.save(dict(state=state, config=model.config, info=info), p))
     return path
 
 def load_classifier(
