@@ -141,13 +141,14 @@ def train(args)->int:
 # %% ../nbs/12_cli.ipynb #92d1ba56
 RUN_FILES = ('run.json', 'best.pt', 'best.json')
 
-def _eval_images(run:dict, split:str, root)->Tensor:
-    "The images of `split` under the run's dataset and pixel protocol, as (N,1,28,28) floats."
+def _eval_images(run:dict, split:str, root)->tuple: # ((N,1,28,28) floats, where they came from)
+    "The images of `split` under the run's dataset and pixel protocol, and the source they were read from."
     a = run['args']
-    x = to_float(load_dataset(a['dataset'], split, root).images)
-    if a['binarize'] == 'fixed': return binarize_fixed(x)
-    if a['binarize'] == 'dynamic': return torch.bernoulli(x, generator=torch.Generator().manual_seed(a['seed']))  # one fixed draw
-    return x
+    ds = load_dataset(a['dataset'], split, root)
+    x = to_float(ds.images)
+    if a['binarize'] == 'fixed': x = binarize_fixed(x)
+    elif a['binarize'] == 'dynamic': x = torch.bernoulli(x, generator=torch.Generator().manual_seed(a['seed']))  # one fixed draw
+    return x, ds.source
 
 def evaluate(args)->int:
     "The `evaluate` sub-command: measure a run's best checkpoint on the test split and write eval.json; returns the exit code."
@@ -158,10 +159,13 @@ def evaluate(args)->int:
     run = json.loads((run_dir/'run.json').read_text())
     model = load_checkpoint(run_dir/'best.pt').eval()
     set_seed(args.seed)
-    test, train = _eval_images(run, 'test', args.root), _eval_images(run, 'train', args.root)
+    (test, source), (train, _) = _eval_images(run, 'test', args.root), _eval_images(run, 'train', args.root)
     if args.samples*2 > len(test): raise UsageError(f"--samples {args.samples} needs {2*args.samples} test images, there are {len(test)}")
-    result = dict(run=str(run_dir), dataset=run['args']['dataset'], protocol=run['protocol'], split='test',
-                  **evaluate_vae(model, test, k=args.k, iw_images=min(args.iw_images, len(test)), train_data=train, seed=args.seed),
+    no_test_split = test.shape == train.shape and torch.equal(test, train)  # offline, the MNIST sample stands in for both splits
+    result = dict(run=str(run_dir), dataset=run['args']['dataset'], protocol=run['protocol'], source=source,
+                  split='train' if no_test_split else 'test',
+                  **evaluate_vae(model, test, k=args.k, iw_images=min(args.iw_images, len(test)),
+                                 train_data=None if no_test_split else train, seed=args.seed),
                   generation=generation_metrics(model, test, n=args.samples, extractor=args.extractor,
                                                 dataset=run['args']['dataset'], seed=args.seed))
     write_atomic(run_dir/'eval.json', lambda p: p.write_text(json.dumps(result, indent=2)))
@@ -171,13 +175,16 @@ def evaluate(args)->int:
 def summary(result:dict)->str:
     "A readable summary of an `eval.json` result."
     g, m, r = result['generation'], result['generation']['model'], result['generation']['real_vs_real']
-    lines = [f"{result['run']}: {result['dataset']} test split, {result['n_images']:,} images, {result['protocol']}; nats per image",
-             f"  reconstruction        {result['recon']:9.2f}",
-             f"  KL                    {result['kl']:9.2f}",
-             f"  negative ELBO         {result['neg_elbo']:9.2f} +- {result['neg_elbo_se']:.2f}",
-             f"  IW NLL (K={result['iw_k']}, {result['iw_images']:,} images) {result['iw_nll']:9.2f} +- {result['iw_nll_se']:.2f}"
-             f"   (negative ELBO on the same images: {result['neg_elbo_on_iw_images']:.2f})",
-             f"  active units          {result['active_units']} of {result['n_latent']}"]
+    lines = [f"{result['run']}: {result['dataset']}, {result['n_images']:,} images of the {result.get('split', 'test')} split, {result['protocol']}; nats per image",
+             f"  data: {result.get('source', 'not recorded')}"]
+    if result.get('split', 'test') != 'test':
+        lines.append("  note: this data has no test split, so these are training images: nothing below is held out")
+    lines += [f"  reconstruction        {result['recon']:9.2f}",
+              f"  KL                    {result['kl']:9.2f}",
+              f"  negative ELBO         {result['neg_elbo']:9.2f} +- {result['neg_elbo_se']:.2f}",
+              f"  IW NLL (K={result['iw_k']}, {result['iw_images']:,} images) {result['iw_nll']:9.2f} +- {result['iw_nll_se']:.2f}"
+              f"   (negative ELBO on the same images: {result['neg_elbo_on_iw_images']:.2f})",
+              f"  active units          {result['active_units']} of {result['n_latent']}"]
     if 'gap' in result: lines.append(f"  train/test gap        {result['gap']:9.2f}   {result['gap_verdict']}")
     lines += [f"  samples, {g['extractor']} features, n={g['n']:,} each (real vs real in brackets):",
               f"    FID {m['fid']:.3f} [{r['fid']:.3f}]   KID {m['kid']:.4f} [{r['kid']:.4f}]   "
