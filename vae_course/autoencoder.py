@@ -6,9 +6,11 @@ Docs: https://vae-course.github.io/vae_course/autoencoder.html.md"""
 
 # %% auto #0
 __all__ = ['mlp', 'conv_features', 'conv_image', 'bce_recon', 'mse_recon', 'bce_floor', 'Autoencoder', 'ConvAutoencoder',
-           'recon_errors']
+           'evaluating', 'recon_errors']
 
 # %% ../nbs/01_autoencoder.ipynb #b17f567a
+from contextlib import contextmanager
+
 import torch, torch.nn.functional as F
 from torch import nn, Tensor
 
@@ -109,24 +111,29 @@ class ConvAutoencoder(Autoencoder):
         self.decoder = conv_image(n_latent, n_hidden)                                        # (B,Z) -> (B,1,28,28)
 
 # %% ../nbs/01_autoencoder.ipynb #be604e56
+@contextmanager
+def evaluating(model):
+    "Inside the block: no gradients, and `model` in evaluation mode if it is an `nn.Module`; its mode is restored after."
+    was_training = isinstance(model, nn.Module) and model.training
+    if was_training: model.eval()
+    try:
+        with torch.no_grad(): yield
+    finally:
+        if was_training: model.train()
+
 def recon_errors(
     model,             # callable: images (B,1,H,W) -> logits (B,1,H,W); an `nn.Module` is put in eval mode meanwhile
     dl,                # iterable of batches: tensors, or tuples whose first item is the images (the targets too)
     loss_fn=bce_recon, # per-image loss: (logits, x) -> (B,), e.g. `bce_recon` or `mse_recon`
 )->Tensor:             # (N,) one loss per image, in the loader's order, on the CPU
     "Reconstruction loss of every image a loader yields, without gradients."
-    was_training = model.training if isinstance(model, nn.Module) else None
-    if was_training: model.eval()
     errors = []
-    try:
-        with torch.no_grad():
-            for batch in dl:
-                xb = batch[0] if isinstance(batch, (tuple, list)) else batch  # (B,1,H,W)
-                err = loss_fn(model(xb), xb)                                  # (B,)
-                if err.shape != (len(xb),):
-                    raise ValueError(f"loss_fn must return one value per image, shape ({len(xb)},), got {tuple(err.shape)}")
-                errors.append(err.cpu())
-    finally:
-        if was_training: model.train()
+    with evaluating(model):
+        for batch in dl:
+            xb = batch[0] if isinstance(batch, (tuple, list)) else batch  # (B,1,H,W)
+            err = loss_fn(model(xb), xb)                                  # (B,)
+            if err.shape != (len(xb),):
+                raise ValueError(f"loss_fn must return one value per image, shape ({len(xb)},), got {tuple(err.shape)}")
+            errors.append(err.cpu())
     if not errors: raise ValueError("the loader gave no batches")
     return torch.cat(errors)

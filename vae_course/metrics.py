@@ -11,11 +11,10 @@ __all__ = ['INTERPOLATIONS', 'encode_dataset', 'elbo_per_image', 'gap_verdict', 
 
 # %% ../nbs/08_evaluation.ipynb #af48a7b5
 import math
-from contextlib import contextmanager
 
 import torch, pandas as pd
 from torch import nn, Tensor
-from .autoencoder import bce_recon
+from .autoencoder import bce_recon, evaluating
 from .encoder import log_normal
 from .losses import kl_normal, kl_per_dim
 from .sampling import reparameterize
@@ -30,15 +29,6 @@ def _images(data, bs:int=256):
         return
     for batch in data: yield batch[0] if isinstance(batch, (tuple, list)) else batch
 
-@contextmanager
-def _evaluating(model:nn.Module):
-    "Evaluation mode and no gradients inside the block; the model's mode is restored after it."
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(): yield
-    finally: model.train(was_training)
-
 def _device(model:nn.Module)->torch.device: return next(model.parameters()).device
 
 def _no_batches(data): return ValueError(f"the data gave no images (got {type(data).__name__})")
@@ -49,7 +39,7 @@ def encode_dataset(
 )->tuple:            # mu (N,Z), logvar (N,Z), on the CPU
     "The parameters of q(z|x) for every image."
     mus, logvars = [], []
-    with _evaluating(model):
+    with evaluating(model):
         for xb in _images(data):
             mu, logvar = model.encode(xb.to(_device(model)))  # (B,Z) each
             mus.append(mu.float().cpu()); logvars.append(logvar.float().cpu())
@@ -65,7 +55,7 @@ def elbo_per_image(
     "The negative ELBO of every image and its two terms (Bernoulli likelihood), in nats."
     if n_samples < 1: raise ValueError(f"n_samples must be at least 1, got {n_samples}")
     rows, device = [], _device(model)
-    with _evaluating(model):
+    with evaluating(model):
         for xb in _images(data):
             xb = xb.to(device)
             mu, logvar = model.encode(xb)                                                # (B,Z) each
@@ -108,8 +98,11 @@ def active_units(
     threshold:float=0.01, # a dimension is active when the variance of its posterior mean exceeds it
 )->tuple:                 # (number of active dimensions, (Z,) variance over the data of each posterior mean)
     "How many latent dimensions are active (Burda et al., 2016), and the variance of each dimension's posterior mean."
-    mu, _ = encode_dataset(model, data)  # (N,Z)
-    mu_var = mu.var(0, correction=0)     # (Z,)
+    return _active(encode_dataset(model, data)[0], threshold)
+
+def _active(mu:Tensor, threshold:float)->tuple: # (N,Z) posterior means -> (count, (Z,) variances)
+    "The number of active dimensions and the variance over the data of each dimension's posterior mean."
+    mu_var = mu.var(0, correction=0)  # (Z,)
     return count_active(mu_var, threshold), mu_var
 
 # %% ../nbs/08_evaluation.ipynb #7140cbe2
@@ -126,7 +119,7 @@ def log_weights(
     x = x.to(_device(model))
     chunk = chunk or max(1, 4096//len(x))
     out = []
-    with _evaluating(model):
+    with evaluating(model):
         mu, logvar = model.encode(x)                                                    # (B,Z) each
         for start in range(0, k, chunk):
             n = min(chunk, k - start)
@@ -261,7 +254,7 @@ def interpolate(
     for name, x in (('x0', x0), ('x1', x1)):
         if x.numel() != 784: raise ValueError(f"{name} must be one image (1,28,28) or (1,1,28,28), got shape {tuple(x.shape)}")
     x = torch.cat([x0.reshape(1, 1, 28, 28), x1.reshape(1, 1, 28, 28)])  # (2,1,28,28)
-    with _evaluating(model):
+    with evaluating(model):
         mu, _ = model.encode(x.to(_device(model)))                              # (2,Z)
         z = INTERPOLATIONS[method](mu[0], mu[1], torch.linspace(0, 1, n))     # (n,Z)
         return torch.sigmoid(model.decode(z))
@@ -286,7 +279,7 @@ def evaluate_vae(
     g = torch.Generator(_device(model)).manual_seed(seed)
     per_image = elbo_per_image(model, data, generator=g)
     mu, logvar = encode_dataset(model, data)
-    n_active, mu_var = active_units(model, data, threshold)
+    n_active, mu_var = _active(mu, threshold)  # from the means just computed: the data is encoded once
     x_iw = pick_images(data, len(per_image) if iw_images is None else iw_images, seed)
     neg_elbo_iw = torch.tensor(elbo_per_image(model, x_iw, generator=g).neg_elbo.values)
     by_k = {kk: iw_nll_dataset(model, x_iw, kk, chunk, g).double() for kk in sorted(set(ks) - {k})}

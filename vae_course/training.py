@@ -24,6 +24,7 @@ from fastai.callback.fp16 import MixedPrecision
 from fastai.optimizer import OptimWrapper
 from fastai.torch_core import default_device
 
+from .autoencoder import evaluating
 from .data import show_grid, write_atomic
 from .losses import elbo_parts, kl_per_dim
 from .model import VAEOutput, save_checkpoint, load_checkpoint
@@ -220,12 +221,9 @@ class SampleGridCallback(Callback):
         self.x = self.dls.valid.x[:self.n]                                                 # (n,1,28,28) fixed images
     def grids(self)->tuple:
         "(samples, reconstructions) of the model as it is now, each (n,1,28,28) in [0,1]."
-        was_training = self.model.training
-        self.model.eval()
-        with torch.no_grad():
+        with evaluating(self.model):
             samples = torch.sigmoid(self.model.decode(self.z))
             recons = self.model.reconstruct(self.x)
-        self.model.train(was_training)
         return samples, recons
     def show(self, title:str=''):
         samples, recons = self.grids()
