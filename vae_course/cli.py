@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 from . import __version__
-from .data import DATASETS, binarize_fixed, get_dls, load_dataset, set_seed, to_float, write_atomic
+from .data import DATASETS, binarize_once, get_dls, load_dataset, set_seed, to_float, write_atomic
 from .fid import EXTRACTORS, generation_metrics
 from .losses import LIKELIHOODS
 from .metrics import evaluate_vae
@@ -93,6 +93,10 @@ class UsageError(ValueError):
     "Arguments that parse but cannot be used together, or a run folder in the wrong state."
 
 # %% ../nbs/12_cli.ipynb #4f971e2d
+def _binarize(value:str)->str|None:
+    "The `--binarize` choice as `get_dls` and `binarize_once` take it: None for 'none'."
+    return None if value == 'none' else value
+
 def _run_record(args)->dict:
     "The arguments of a run, as JSON-friendly values."
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ('command', 'command_line', 'resume', 'run')}
@@ -115,7 +119,7 @@ def train(args)->int:
     _check_run_folder(args, out)
     out.mkdir(parents=True, exist_ok=True)
     set_seed(args.seed)
-    binarize = None if args.binarize == 'none' else args.binarize
+    binarize = _binarize(args.binarize)
     dls = get_dls(args.dataset, bs=args.bs, subset=args.subset, binarize=binarize, seed=args.seed, root=args.root)
     hidden = args.hidden or {'mlp': 400, 'conv': 256}[args.model]
     model = MODEL_CLASSES[args.model](n_latent=args.latent, n_hidden=hidden)
@@ -128,7 +132,7 @@ def train(args)->int:
     record = dict(args=_run_record(args), command=args.command_line, data_source=dls.source, n_train=dls.train.n, n_valid=dls.valid.n,
                   protocol=f"{args.binarize} binarization" if binarize else 'continuous pixels in [0,1]',
                   device=str(dls.device), vae_course=__version__, units='nats per image')
-    (out/'run.json').write_text(json.dumps(record, indent=2))
+    write_atomic(out/'run.json', lambda p: p.write_text(json.dumps(record, indent=2)))
     print(f"data: {dls.source} ({dls.train.n:,} training, {dls.valid.n:,} validation images, {record['protocol']}); "
           f"model: {type(model).__name__} Z={args.latent}; device: {dls.device}")
     learn.fit(args.epochs, start_epoch=start)
@@ -145,10 +149,7 @@ def _eval_images(run:dict, split:str, root)->tuple: # ((N,1,28,28) floats, where
     "The images of `split` under the run's dataset and pixel protocol, and the source they were read from."
     a = run['args']
     ds = load_dataset(a['dataset'], split, root)
-    x = to_float(ds.images)
-    if a['binarize'] == 'fixed': x = binarize_fixed(x)
-    elif a['binarize'] == 'dynamic': x = torch.bernoulli(x, generator=torch.Generator().manual_seed(a['seed']))  # one fixed draw
-    return x, ds.source
+    return binarize_once(to_float(ds.images), _binarize(a['binarize']), a['seed']), ds.source
 
 def evaluate(args)->int:
     "The `evaluate` sub-command: measure a run's best checkpoint on the test split and write eval.json; returns the exit code."

@@ -8,8 +8,8 @@ Docs: https://vae-course.github.io/vae_course/data.html.md"""
 __all__ = ['IDX_UBYTE', 'DATASETS', 'SPLIT_FILES', 'BINARIZE', 'in_test', 'DataFileError', 'read_idx', 'DatasetInfo',
            'dataset_info', 'find_idx_files', 'ImageDataset', 'DownloadError', 'cache_dir', 'write_atomic', 'fetch_file',
            'download_idx', 'MissingDataWarning', 'mnist_sample', 'load_dataset', 'show_grid', 'class_examples',
-           'to_float', 'binarize_fixed', 'TensorBatches', 'check_images', 'dls_from_tensors', 'get_dls',
-           'trace_pipeline']
+           'to_float', 'binarize_fixed', 'binarize_once', 'TensorBatches', 'check_images', 'dls_from_tensors',
+           'get_dls', 'trace_pipeline']
 
 # %% ../nbs/00_data.ipynb #ee85ca70
 import gzip, hashlib, importlib.util, math, os, struct, urllib.error, urllib.request, warnings, zlib
@@ -292,6 +292,17 @@ def binarize_fixed(
     "Fixed binarization: 1 where `x > threshold`, else 0 (same dtype as `x`)."
     return (x > threshold).to(x.dtype)
 
+def binarize_once(
+    x:Tensor,              # (N,1,H,W) floats in [0,1], on the CPU: a fixed set of images
+    binarize:str|None,     # None (continuous pixels), 'fixed' or 'dynamic'
+    seed:int=0,            # seeds the one dynamic draw
+)->Tensor:
+    "A fixed set of images under a pixel protocol: unchanged, thresholded, or (dynamic) drawn once from Bernoulli(x) with `seed`."
+    if binarize not in BINARIZE: raise ValueError(f"binarize must be one of {BINARIZE}, got {binarize!r}")
+    if binarize == 'fixed': return binarize_fixed(x)
+    if binarize == 'dynamic': return torch.bernoulli(x, generator=torch.Generator().manual_seed(seed))
+    return x
+
 # %% ../nbs/00_data.ipynb #24304539
 class TensorBatches:
     "Batches sliced from tensors kept on one device, reshuffled each epoch; a data loader for fastai's `Learner`."
@@ -364,10 +375,8 @@ def dls_from_tensors(
 )->DataLoaders:
     "fastai `DataLoaders` over image tensors: shuffled training batches, ordered validation batches, on the device."
     check_images(x_train, 'x_train'); check_images(x_valid, 'x_valid')
-    if binarize not in BINARIZE: raise ValueError(f"binarize must be one of {BINARIZE}, got {binarize!r}")
-    if binarize == 'fixed': x_train, x_valid = binarize_fixed(x_train), binarize_fixed(x_valid)
-    if binarize == 'dynamic':  # the validation set is drawn once, so its losses compare across epochs
-        x_valid = torch.bernoulli(x_valid, generator=torch.Generator().manual_seed(seed))
+    x_valid = binarize_once(x_valid, binarize, seed)  # dynamic: drawn once, so validation losses compare across epochs
+    if binarize == 'fixed': x_train = binarize_fixed(x_train)
     train = TensorBatches(x_train, y_train, bs, shuffle=True, dynamic_binarize=binarize == 'dynamic', seed=seed)
     valid = TensorBatches(x_valid, y_valid, bs*2, seed=seed)
     return DataLoaders(train, valid, device=device or default_device())  # moves both loaders' tensors there
