@@ -16,10 +16,10 @@ import torch, pandas as pd
 from torch import nn, Tensor
 from fastai.torch_core import default_device
 from . import __version__
-from .data import check_images, trace_pipeline, write_atomic
+from .data import check_count, check_finite, check_images, trace_pipeline, write_atomic
 from .encoder import MLPEncoder, ConvEncoder
 from .sampling import reparameterize
-from .decoder import MLPDecoder, ConvDecoder
+from .decoder import MLPDecoder, ConvDecoder, check_latent
 
 # %% ../nbs/06_vae.ipynb #b8f443fe
 class VAEOutput(NamedTuple):
@@ -39,6 +39,7 @@ class VAE(nn.Module):
         n_hidden:int=400, # hidden units of the encoder and of the decoder
     ):
         super().__init__()
+        n_latent, n_hidden = check_count(n_latent, 'n_latent'), check_count(n_hidden, 'n_hidden')
         self.config = dict(n_latent=n_latent, n_hidden=n_hidden)  # constructor arguments, saved with checkpoints
         self.n_latent = n_latent
         self.encoder = self.encoder_cls(n_latent, n_hidden)  # (B,1,28,28) -> mu, logvar (B,Z)
@@ -46,22 +47,25 @@ class VAE(nn.Module):
 
     @property
     def device(self)->torch.device: return next(self.parameters()).device
+    @property
+    def dtype(self)->torch.dtype: return next(self.parameters()).dtype
 
     def _user_input(self, x:Tensor)->Tensor:
-        "Images given by hand: check everything, values included, and move them to the model's device."
+        "Images given by hand: check everything, values included; move them to the model's device and dtype."
         check_images(x)
-        return x.to(self.device)
+        return x.to(self.device, self.dtype)
 
     def encode(self, x:Tensor)->tuple:
         "The posterior q(z|x) of images (B,1,28,28) in [0,1]: mu and logvar, each (B,Z)."
         return self.encoder(self._user_input(x))
 
     def decode(self, z:Tensor)->Tensor:
-        "Logits (B,1,28,28) of p(x|z) for codes `z` (B,Z)."
-        return self.decoder(z)
+        "Logits (B,1,28,28) of p(x|z) for codes `z` (B,Z), which must be finite."
+        check_latent(z, self.n_latent); check_finite(z, 'latent codes')  # a user's codes: values read once, here
+        return self.decoder(z.to(self.device, self.dtype))
 
     def forward(self, x:Tensor)->VAEOutput:
-        "Encode, draw one z per image with the reparameterization trick, decode."
+        "Encode, draw one z per image with the reparameterization trick, decode. Reads no values: no wait for the GPU."
         mu, logvar = self.encoder(x)    # (B,Z), (B,Z); checks shape and dtype, reads no values
         z = reparameterize(mu, logvar)  # (B,Z)
         return VAEOutput(self.decoder(z), mu, logvar, z)
@@ -72,16 +76,16 @@ class VAE(nn.Module):
         generator:torch.Generator|None=None, # draws the codes (on its own device); None: torch's global generator
     )->Tensor:                  # (n,1,28,28) in [0,1]
         "New images: the Bernoulli means sigmoid(decode(z)) for codes z drawn from the prior N(0,I)."
-        if not (isinstance(n, int) and n > 0): raise ValueError(f"n must be a positive number of images, got {n!r}")
+        n = check_count(n, 'n')
         device = self.device if generator is None else generator.device
         z = torch.randn(n, self.n_latent, generator=generator, device=device)  # (n,Z)
-        return torch.sigmoid(self.decode(z.to(self.device)))
+        return torch.sigmoid(self.decoder(z.to(self.device, self.dtype)))  # codes we drew: no need to read them
 
     @torch.no_grad()
     def reconstruct(self, x:Tensor)->Tensor: # (B,1,28,28) in [0,1] -> (B,1,28,28) in [0,1]
         "Reconstructions sigmoid(decode(mu)): the decoder's mean image at the centre of q(z|x), without sampling."
         mu, _ = self.encode(x)
-        return torch.sigmoid(self.decode(mu))
+        return torch.sigmoid(self.decoder(mu))  # the encoder's means: no need to read them again
 
     @torch.no_grad()
     def trace(self, x:Tensor)->pd.DataFrame:
@@ -155,12 +159,14 @@ def load_checkpoint(
     name, config = meta.get('model'), meta.get('config')
     if name not in MODELS: raise CheckpointError(f"{json_path}: unknown model class {name!r}; known: {sorted(MODELS)}")
     if not isinstance(config, dict): raise CheckpointError(f"{json_path}: 'config' must be a dict of constructor arguments, got {config!r}")
-    try: model = MODELS[name](**config)
-    except TypeError as e: raise CheckpointError(f"{json_path}: {name} does not take the arguments {config} ({e})") from None
+    try:
+        with torch.device('meta'): shapes = MODELS[name](**config)  # the model's shapes, with no memory behind them
+    except (TypeError, ValueError) as e: raise CheckpointError(f"{json_path}: {name} does not take the arguments {config} ({e})") from None
     device = device or default_device()
     try: state = torch.load(path, map_location=device, weights_only=True)
     except Exception as e: raise CheckpointError(f"{path}: not a readable weights-only checkpoint ({type(e).__name__}: {_load_error(e)})") from None
     if not isinstance(state, dict): raise CheckpointError(f"{path}: expected a state_dict, got a {type(state).__name__}")
-    _check_state(model, state, f"{path} does not fit {name}(**{config}) from {json_path.name}")
+    _check_state(shapes, state, f"{path} does not fit {name}(**{config}) from {json_path.name}")
+    model = MODELS[name](**config)  # now that the weights fit, the real model: memory only for what the file holds
     model.load_state_dict(state)
     return model.to(device)
