@@ -120,7 +120,7 @@ def test_8_known_checksums_are_those_of_the_official_files():
 def test_8_labels_out_of_range(env):
     write_idx(env/'d'/'train-images-idx3-ubyte', IMGS)
     write_idx(env/'d'/'train-labels-idx1-ubyte', np.array([0, 1, 200, 3, 4, 10], np.uint8))
-    with pytest.raises(DataFileError, match=r'train-labels-idx1-ubyte: labels must be class numbers 0 to 9, found 2 larger ones \(up to 200\)'):
+    with pytest.raises(DataFileError, match=r'train-labels-idx1-ubyte: labels must be class numbers 0 to 9, found labels up to 200 \(2 out of range\)'):
         load_strict('mnist', root=env/'d')
 
 

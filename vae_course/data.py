@@ -201,8 +201,8 @@ def _from_idx(name, split, images_path, labels_path, source)->ImageDataset:
     if len(images) != len(labels):
         raise DataFileError(f"{images_path} has {len(images):,} images but {labels_path} has {len(labels):,} labels")
     if len(labels) and labels.max() >= len(info.classes):
-        raise DataFileError(f"{labels_path}: labels must be class numbers 0 to {len(info.classes)-1}, found "
-                            f"{(labels >= len(info.classes)).sum():,} larger ones (up to {labels.max()})")
+        raise DataFileError(f"{labels_path}: labels must be class numbers 0 to {len(info.classes)-1}, found labels "
+                            f"up to {labels.max()} ({(labels >= len(info.classes)).sum():,} out of range)")
     return ImageDataset(name, split, torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)), source,
                         Path(images_path).parent)
 
