@@ -11,6 +11,7 @@ __all__ = ['check_latent', 'ImageDecoder', 'MLPDecoder', 'ConvDecoder']
 import torch
 from torch import nn, Tensor
 from .autoencoder import mlp, conv_image
+from .encoder import hidden_sizes
 
 # %% ../nbs/04_decoder.ipynb #1d47210c
 def check_latent(
@@ -35,12 +36,13 @@ class ImageDecoder(nn.Module):
         return self.net(z)
 
 class MLPDecoder(ImageDecoder):
-    "Decoder p(x|z) with one hidden layer: Z -> n_hidden -> 784 logits, as in PyTorch's VAE example."
+    "Decoder p(x|z) with ReLU hidden layers: Z -> n_hidden -> 784 logits; 400 units is PyTorch's VAE example."
     def __init__(self,
         n_latent:int=20,  # latent dimensions Z
-        n_hidden:int=400, # hidden units
+        n_hidden:int|tuple=400, # hidden units, or a tuple for several layers (the encoder's, mirrored: listed from the image side)
     ):
-        super().__init__(nn.Sequential(mlp(n_latent, n_hidden, 784),   # (B,Z) -> (B,784)
+        hidden = hidden_sizes(n_hidden)[::-1]  # the encoder's layers in reverse: (200, 100) decodes Z -> 100 -> 200 -> 784
+        super().__init__(nn.Sequential(mlp(n_latent, *hidden, 784),    # (B,Z) -> (B,784)
                                        nn.Unflatten(1, (1, 28, 28))),  # (B,1,28,28)
                          n_latent)
 

@@ -6,7 +6,7 @@ Docs: https://vae-course.github.io/vae_course/encoder.html.md"""
 
 # %% auto #0
 __all__ = ['LOGVAR_MIN', 'LOGVAR_MAX', 'log_normal', 'gaussian_head', 'split_gaussian', 'check_input', 'GaussianEncoder',
-           'MLPEncoder', 'ConvEncoder']
+           'hidden_sizes', 'MLPEncoder', 'ConvEncoder']
 
 # %% ../nbs/02_encoder.ipynb #4dcb02c3
 import math
@@ -65,13 +65,23 @@ class GaussianEncoder(nn.Module):
         check_input(x)
         return split_gaussian(self.head(self.body(x)))
 
+def hidden_sizes(
+    n_hidden:int|tuple|list, # hidden units of one layer, or of several layers in order
+)->tuple:                    # the sizes, one per hidden layer
+    "The hidden layer sizes of an MLP as a tuple of positive ints: `400` is `(400,)`."
+    sizes = (n_hidden,) if isinstance(n_hidden, int) else tuple(n_hidden)
+    if not sizes or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes):
+        raise ValueError(f"n_hidden must be a positive number of units or a non-empty list of them, got {n_hidden!r}")
+    return sizes
+
 class MLPEncoder(GaussianEncoder):
-    "Gaussian encoder q(z|x) with one hidden layer: 784 -> n_hidden -> (mu, logvar), as in PyTorch's VAE example."
+    "Gaussian encoder q(z|x) with ReLU hidden layers: 784 -> n_hidden -> (mu, logvar); 400 units is PyTorch's VAE example."
     def __init__(self,
         n_latent:int=20,  # latent dimensions Z
-        n_hidden:int=400, # hidden units
+        n_hidden:int|tuple=400, # hidden units, or a tuple for several layers, e.g. (200, 200) as in Burda et al. (2016)
     ):
-        super().__init__(nn.Sequential(nn.Flatten(), mlp(784, n_hidden), nn.ReLU()), n_hidden, n_latent)
+        hidden = hidden_sizes(n_hidden)
+        super().__init__(nn.Sequential(nn.Flatten(), mlp(784, *hidden), nn.ReLU()), hidden[-1], n_latent)
 
 class ConvEncoder(GaussianEncoder):
     "Gaussian encoder q(z|x): two stride-2 convolutions and a linear layer to features, then (mu, logvar)."

@@ -14,7 +14,7 @@ import os, warnings
 from functools import partial
 from pathlib import Path
 
-import torch, pandas as pd, matplotlib.pyplot as plt
+import numpy as np, torch, pandas as pd, matplotlib.pyplot as plt
 from torch import Tensor
 from fastai.learner import Learner, Metric
 from fastai.callback.core import Callback, CancelFitException
@@ -26,26 +26,43 @@ from fastai.torch_core import default_device
 
 from .autoencoder import evaluating
 from .data import show_grid, write_atomic
-from .losses import elbo_parts, kl_per_dim
+from .losses import elbo_parts, iwae_bound, kl_per_dim, log_importance_weights
+from .sampling import reparameterize
 from .model import VAEOutput, save_checkpoint, load_checkpoint
 
 # %% ../nbs/07_training.ipynb #c23cf242
 class ELBOLoss:
-    "The VAE loss for fastai's `Learner`: `recon + kl_weight * KL`, keeping the last batch's parts for the metrics."
+    "The VAE loss for fastai's `Learner`: `recon + kl_weight * KL` (or, with `iw_k` > 1, the negative IWAE bound), keeping the last batch's ELBO parts for the metrics."
     def __init__(self,
         beta:float=1.,      # weight of the KL term once any warm-up is over
         free_bits:float=0., # floor in nats on each latent dimension's batch-mean KL (0: none)
         likelihood:str='bernoulli', # 'bernoulli' or 'gaussian'
         sigma:float=0.1,    # standard deviation of the Gaussian likelihood
+        iw_k:int=1,         # importance samples of the training objective: 1 is the ELBO, K > 1 the IWAE bound (lesson 05)
+        decoder=None,       # the model's decoder, which decodes the K-1 extra codes of the IWAE bound (needed when iw_k > 1)
     ):
+        if not (isinstance(iw_k, int) and iw_k >= 1): raise ValueError(f"iw_k must be a whole number of samples >= 1, got {iw_k!r}")
+        if iw_k > 1 and (beta != 1 or free_bits): raise ValueError(f"the IWAE bound has no separate KL term: it needs beta=1 and free_bits=0, got beta={beta}, free_bits={free_bits}")
+        if iw_k > 1 and decoder is None: raise ValueError("iw_k > 1 needs the model's decoder to decode the extra codes")
         self.beta, self.free_bits, self.likelihood, self.sigma = beta, free_bits, likelihood, sigma
+        self.iw_k, self.decoder = iw_k, decoder
         self.kl_weight = beta  # the weight in use now; `KLWarmupCallback` lowers it early in training
         self.parts = None      # `ELBOParts` of the last batch
 
     def __call__(self, out:VAEOutput, x:Tensor)->Tensor:
         self.parts = elbo_parts(out.logits, x, out.mu, out.logvar, beta=self.kl_weight, free_bits=self.free_bits,
                                 likelihood=self.likelihood, sigma=self.sigma)
-        return self.parts.loss
+        if self.iw_k == 1 or not torch.is_grad_enabled(): return self.parts.loss  # validation (no gradients) reports the ELBO
+        return -self.iwae(out, x).mean()
+
+    def iwae(self, out:VAEOutput, x:Tensor)->Tensor: # (B,) the K-sample bound of each image, in nats
+        "The IWAE bound: the forward pass's code and K-1 more from q(z|x), each decoded and weighted."
+        n = self.iw_k - 1
+        z = reparameterize(out.mu.expand(n, *out.mu.shape), out.logvar.expand(n, *out.mu.shape))  # (K-1,B,Z)
+        logits = self.decoder(z.flatten(0, 1)).view(n, *out.logits.shape)                            # (K-1,B,1,H,W)
+        log_w = log_importance_weights(torch.cat([out.logits[None], logits]), x, torch.cat([out.z[None], z]),
+                                       out.mu, out.logvar, self.likelihood, self.sigma)              # (K,B)
+        return iwae_bound(log_w)
 
 # %% ../nbs/07_training.ipynb #a97f7350
 ELBO_PARTS = {'recon': 'Reconstruction', 'kl': 'KL', 'total': 'Total'}
@@ -149,7 +166,9 @@ class NaNGuardCallback(Callback):
         scaler = getattr(self.learn, 'scaler', None)
         if scaler is not None and scaler.is_enabled(): return  # float16: the gradient scaler handles overflow
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)): self._stop("a gradient")
+        # the norm of the per-tensor norms: inf or NaN if any gradient is (torch.nn.utils.get_total_norm needs torch 2.6)
+        if grads and not torch.isfinite(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))):
+            self._stop("a gradient")
 
 # %% ../nbs/07_training.ipynb #82be2ba7
 def _rng_states(dls)->dict:
@@ -165,11 +184,17 @@ def _set_rng_states(dls, states:dict):
     if 'data' in states and hasattr(dls.train, 'generator'): dls.train.generator.set_state(states['data'])
 
 class CheckpointCallback(TrackerCallback):
-    "Save the best model by `monitor` and, every epoch, the last model and optimizer state to resume from, in `path`."
+    "Save the best model by `monitor` and, every epoch, the last model, optimizer state and metrics row to resume from, in `path`."
     order = TrackerCallback.order + 1
-    def __init__(self, path:str|Path, monitor:str='valid_loss'):
-        super().__init__(monitor=monitor)
+    def __init__(self,
+        path:str|Path,             # the run folder
+        monitor:str='valid_total', # the validation negative ELBO, whatever beta, warm-up or free bits do to the loss
+    ):
+        super().__init__(monitor=monitor, comp=np.less)  # lower is better (fastai guesses so only for names with 'loss')
         self.path = Path(path)
+    def before_fit(self):
+        super().before_fit()
+        for part in self.path.glob('*.part'): part.unlink()  # debris of a run killed in the middle of a write
     def before_epoch(self): self.skipped = False
     def after_cancel_epoch(self): self.skipped = True  # an epoch skipped by `fit(start_epoch=...)` when resuming
     def after_epoch(self):
@@ -178,25 +203,25 @@ class CheckpointCallback(TrackerCallback):
         self.path.mkdir(parents=True, exist_ok=True)
         if self.new_best: save_checkpoint(self.learn.model, self.path/'best.pt')
         save_checkpoint(self.learn.model, self.path/'last.pt')
-        state = dict(epoch=self.epoch, best=float(self.best), monitor=self.monitor, opt=self.learn.opt.state_dict(),
-                     rng=_rng_states(self.dls))
-        write_atomic(self.path/'last_state.pt', lambda p: torch.save(state, p))
+        state = dict(epoch=self.epoch, best=float(self.best), monitor=self.monitor, model=self.learn.model.state_dict(),
+                     opt=self.learn.opt.state_dict(), rng=_rng_states(self.dls), metrics=_csv_row(self.recorder))
+        write_atomic(self.path/'last_state.pt', lambda p: torch.save(state, p))  # the commit point of the epoch
 
 def resume(
     learn:Learner,   # a learner built like the one that was interrupted
     path:str|Path,   # the folder `CheckpointCallback` wrote
 )->int:              # the epoch to continue from: pass it as `learn.fit(n_epoch, start_epoch=...)`
-    "Load the last model and optimizer state from `path` into `learn`."
+    "Load the model, optimizer and random states of the last saved epoch from `path` into `learn`; bring its metrics file in step."
     path = Path(path)
-    for f in ('last.pt', 'last.json', 'last_state.pt'):
-        if not (path/f).is_file(): raise FileNotFoundError(f"cannot resume: {path/f} is missing")
-    learn.model.load_state_dict(load_checkpoint(path/'last.pt', device=learn.dls.device).state_dict())
+    if not (path/'last_state.pt').is_file(): raise FileNotFoundError(f"cannot resume: {path/'last_state.pt'} is missing")
     state = torch.load(path/'last_state.pt', map_location='cpu', weights_only=True)
+    learn.model.load_state_dict(state['model'])  # the weights of the same epoch as the optimizer state: one file, one commit
     learn.create_opt()
     learn.opt.load_state_dict(state['opt'])
     _set_rng_states(learn.dls, state['rng'])
     for cb in learn.cbs:
         if isinstance(cb, CheckpointCallback): cb.best, cb.reset_on_fit = state['best'], False
+        if isinstance(cb, ELBOCSVLogger): cb.keep_epochs(state['epoch'], state['metrics'])
     return state['epoch'] + 1
 
 # %% ../nbs/07_training.ipynb #6299a140
@@ -243,8 +268,18 @@ class SampleGridCallback(Callback):
 # %% ../nbs/07_training.ipynb #19ca6bbc
 CSV_COLUMNS = ['epoch', 'train_recon', 'train_kl', 'train_loss', 'valid_recon', 'valid_kl', 'valid_loss']
 
+def _csv_row(recorder)->dict|None:
+    "The `CSV_COLUMNS` of the epoch the recorder has just logged (each `*_loss` is the negative ELBO); None for an epoch skipped on resume."
+    row = dict(zip(recorder.metric_names, recorder.log))
+    if 'valid_total' not in row: return None
+    row['train_loss'], row['valid_loss'] = row['train_total'], row['valid_total']
+    return {c: int(row[c]) if c == 'epoch' else float(row[c]) for c in CSV_COLUMNS}
+
+def _csv_line(row:dict)->str: return ','.join(str(row[c]) for c in CSV_COLUMNS)
+
 class ELBOCSVLogger(CSVLogger):
-    "Write `CSV_COLUMNS` after every epoch to `fname` (a path; appended to when `append`)."
+    "Write `CSV_COLUMNS` to `fname` after every epoch, after its checkpoint; appended to when `append`."
+    order = CheckpointCallback.order + 1  # last: a row in the file means that its epoch is saved
     def __init__(self, fname:str|Path='metrics.csv', append:bool=False):
         super().__init__(Path(fname).absolute(), append)  # an absolute name: fastai joins it to learn.path
     def before_fit(self):
@@ -252,14 +287,23 @@ class ELBOCSVLogger(CSVLogger):
         new = not (self.append and self.fname.exists())
         self.file = self.fname.open('a' if self.append else 'w')
         if new: self.file.write(','.join(CSV_COLUMNS) + '\n')
-        self.old_logger, self.learn.logger = self.logger, self._write_line
-    def _write_line(self, log):
-        row = dict(zip(self.recorder.metric_names, log))
-        if 'valid_total' not in row: return self.old_logger(log)  # an epoch skipped when resuming: nothing to write
-        row['train_loss'], row['valid_loss'] = row['train_total'], row['valid_total']
-        self.file.write(','.join(str(row[c]) for c in CSV_COLUMNS) + '\n')
+    def after_epoch(self):
+        row = _csv_row(self.recorder)
+        if row is None: return  # an epoch skipped when resuming: nothing to write
+        self.file.write(_csv_line(row) + '\n')
         self.file.flush(); os.fsync(self.file.fileno())
-        self.old_logger(log)  # fastai's own progress table gets every column
+    def after_fit(self): self.file.close()
+    def keep_epochs(self,
+        last:int,      # the last saved epoch
+        row:dict|None, # its row, as saved with it
+    ):
+        "On resume: keep the rows of epochs up to `last`, and add `last`'s row if the run stopped before writing it."
+        if not self.fname.exists(): return
+        header, *lines = self.fname.read_text().splitlines()
+        kept = [l for l in lines if l and int(l.split(',')[0]) <= last]
+        if row is not None and not any(int(l.split(',')[0]) == last for l in kept): kept.append(_csv_line(row))
+        write_atomic(self.fname, lambda p: p.write_text('\n'.join([header, *kept]) + '\n'))
+
 
 # %% ../nbs/07_training.ipynb #a40e530f
 def _mixed_precision(precision:str, device:torch.device)->MixedPrecision|None:
@@ -287,10 +331,12 @@ def vae_learner(
     csv_path:str|Path|None=None, # write per-epoch metrics here
     sample_dir:str|Path|None=None, # save sample and reconstruction grids here
     show_samples:bool=False,  # show sample grids in the notebook after training
+    iw_k:int=1,               # importance samples of the objective: 1 is the ELBO, K > 1 the IWAE bound (lesson 05)
     cbs:list|None=None,       # more callbacks
 )->Learner:
-    "A fastai `Learner` that trains `model` on the negative ELBO, reporting its parts in nats per image."
-    loss = ELBOLoss(beta, free_bits, likelihood, sigma)
+    "A fastai `Learner` that trains `model` on the negative ELBO (or IWAE bound), reporting the ELBO's parts in nats per image."
+    if iw_k > 1 and kl_warmup: raise ValueError("KL warm-up weighs the ELBO's KL term, which the IWAE bound (iw_k > 1) does not have")
+    loss = ELBOLoss(beta, free_bits, likelihood, sigma, iw_k, getattr(model, 'decoder', None) if iw_k > 1 else None)
     callbacks = [NaNGuardCallback(), CollapseMonitorCallback()]
     if kl_warmup: callbacks.append(KLWarmupCallback(n_steps=kl_warmup))
     if checkpoint_dir is not None: callbacks.append(CheckpointCallback(checkpoint_dir))
