@@ -14,9 +14,9 @@ import math
 
 import torch, pandas as pd
 from torch import nn, Tensor
-from .autoencoder import bce_recon, evaluating
-from .encoder import log_normal
-from .losses import kl_normal, kl_per_dim
+import sys, time
+from .autoencoder import evaluating
+from .losses import iwae_bound, kl_normal, kl_per_dim, log_importance_weights, recon_nll
 from .sampling import reparameterize
 from .training import count_active
 
@@ -51,15 +51,17 @@ def elbo_per_image(
     data,              # a loader, an iterable of batches, or a tensor (N,1,28,28) in [0,1]
     n_samples:int=1,   # draws of z per image for the reconstruction term
     generator:torch.Generator|None=None, # draws z, on the model's device; None: torch's global generator
+    likelihood:str='bernoulli', # the likelihood the model was trained with: 'bernoulli' or 'gaussian'
+    sigma:float=0.1,   # standard deviation of the Gaussian likelihood
 )->pd.DataFrame:       # one row per image: recon, kl, neg_elbo, in nats
-    "The negative ELBO of every image and its two terms (Bernoulli likelihood), in nats."
+    "The negative ELBO of every image and its two terms, under the model's likelihood, in nats."
     if n_samples < 1: raise ValueError(f"n_samples must be at least 1, got {n_samples}")
     rows, device = [], _device(model)
     with evaluating(model):
         for xb in _images(data):
             xb = xb.to(device)
             mu, logvar = model.encode(xb)                                                # (B,Z) each
-            recon = sum(bce_recon(model.decode(reparameterize(mu, logvar, generator)), xb)
+            recon = sum(recon_nll(model.decode(reparameterize(mu, logvar, generator)), xb, likelihood, sigma)
                         for _ in range(n_samples))/n_samples                             # (B,)
             rows.append(torch.stack([recon, kl_normal(mu, logvar)], 1).double().cpu())  # (B,2)
     if not rows: raise _no_batches(data)
@@ -71,23 +73,35 @@ def elbo_per_image(
 def gap_verdict(
     train:float,        # a loss on the training set, e.g. the mean negative ELBO in nats per image
     valid:float,        # the same loss on the validation set
+    se:float|None=None, # standard error of the gap valid - train (two independent sets: sqrt(se_train^2 + se_valid^2)); None: unknown
     slight:float=0.01,  # relative gap (valid - train)/|train| above which we call it slight overfitting
     strong:float=0.05,  # relative gap above which we call it overfitting
 )->str:                 # the verdict, with the numbers
-    "A verdict in plain words on overfitting, from the training and validation losses."
+    "A verdict in plain words on overfitting, from the training and validation losses and the standard error of their gap."
     if not (math.isfinite(train) and math.isfinite(valid)): raise ValueError(f"the losses must be finite numbers, got {train} and {valid}")
     if train == 0: raise ValueError("the training loss is 0: a relative gap is undefined")
     if not 0 <= slight < strong: raise ValueError(f"need 0 <= slight < strong, got slight={slight}, strong={strong}")
+    if se is not None and not (math.isfinite(se) and se > 0): raise ValueError(f"se must be a positive standard error or None, got {se}")
     gap = valid - train
     rel = gap/abs(train)
-    numbers = f"validation {valid:.2f} vs training {train:.2f} nats per image, a gap of {gap:+.2f} ({rel:+.1%})"
+    in_se = f" ± {se:.2f}, {gap/se:+.1f} standard errors," if se else ''
+    numbers = f"validation {valid:.2f} vs training {train:.2f} nats per image, a gap of {gap:+.2f}{in_se} ({rel:+.1%})"
+    if se is not None and abs(gap) <= 2*se:
+        return (f"No measurable gap: {numbers}: within two standard errors of zero, what two samples of images from the same "
+                "source differ by.")
     if rel > strong:
         return (f"Overfitting: {numbers}, above {strong:.0%}. The model fits its training images much better than new ones: "
                 "stop earlier (keep the best checkpoint), train on more data, or use a smaller model.")
     if rel > slight:
         return f"Slight overfitting: {numbers}, between {slight:.0%} and {strong:.0%}. Not harmful yet; watch whether it grows with more epochs."
+    if rel >= -slight and se is None:
+        return f"No sign of overfitting: {numbers}, within {slight:.0%} (with no standard error given, chance is not ruled out either way)."
+    if 0 < rel <= slight:
+        return (f"A small but real gap: {numbers}: more than two standard errors, so not chance, but within {slight:.0%}. "
+                "The model fits its training images a little better than new ones; harmless at this size, but watch whether it grows.")
     if rel >= -slight:
-        return f"No sign of overfitting: {numbers}, within {slight:.0%}, about what two samples of images from the same source differ by."
+        return (f"A small gap in favour of the validation images: {numbers}: more than two standard errors, within {slight:.0%}. "
+                "The validation images are a little easier, or the training images are measured with more noise (dynamic binarization).")
     return (f"No overfitting, and the validation loss is the lower one: {numbers}. The validation images are easier, or the "
             "training loss is measured with noise or regularization (dynamic binarization, dropout).")
 
@@ -110,23 +124,24 @@ def log_weights(
     model:nn.Module,   # a VAE: `encode`, `decode`
     x:Tensor,          # (B,1,28,28) images in [0,1]
     k:int=1000,        # importance samples per image
-    chunk:int|None=None, # samples decoded per pass (memory: chunk*B decoded images); None: about 4096/B
+    chunk:int|None=None, # samples decoded per pass (memory: chunk*B decoded images); None: about 8192/B
     generator:torch.Generator|None=None, # draws z, on the model's device; None: torch's global generator
+    likelihood:str='bernoulli', # the likelihood the model was trained with: 'bernoulli' or 'gaussian'
+    sigma:float=0.1,   # standard deviation of the Gaussian likelihood
 )->Tensor:             # (k,B) log w = log p(x|z_k) + log p(z_k) - log q(z_k|x), in nats
-    "Log importance weights of `k` samples from q(z|x) for each image (Bernoulli likelihood)."
+    "Log importance weights of `k` samples from q(z|x) for each image, decoded `chunk` samples at a time."
     if k < 1: raise ValueError(f"k must be at least 1 importance sample, got {k}")
     if x.ndim != 4 or len(x) == 0: raise ValueError(f"x must be a non-empty batch of images (B,1,28,28), got shape {tuple(x.shape)}")
     x = x.to(_device(model))
-    chunk = chunk or max(1, 4096//len(x))
+    chunk = chunk or max(1, 8192//len(x))
     out = []
     with evaluating(model):
         mu, logvar = model.encode(x)                                                    # (B,Z) each
         for start in range(0, k, chunk):
             n = min(chunk, k - start)
             z = reparameterize(mu.expand(n, *mu.shape), logvar.expand(n, *mu.shape), generator)  # (n,B,Z)
-            log_px_z = -bce_recon(model.decode(z.flatten(0, 1)), x.repeat(n, 1, 1, 1)).view(n, len(x))  # (n,B)
-            log_pz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z))           # (n,B) prior N(0,I)
-            out.append(log_px_z + log_pz - log_normal(z, mu, logvar))                  # (n,B)
+            logits = model.decode(z.flatten(0, 1)).view(n, *x.shape)                   # (n,B,1,28,28)
+            out.append(log_importance_weights(logits, x, z, mu, logvar, likelihood, sigma))  # (n,B), lesson 05
     return torch.cat(out)                                                               # (k,B)
 
 def iw_nll(
@@ -135,9 +150,11 @@ def iw_nll(
     k:int=1000,        # importance samples per image
     chunk:int|None=None, # samples decoded per pass, see `log_weights`
     generator:torch.Generator|None=None, # draws z; None: torch's global generator
+    likelihood:str='bernoulli', # the likelihood the model was trained with
+    sigma:float=0.1,   # standard deviation of the Gaussian likelihood
 )->Tensor:             # (B,) -log (1/k) sum_k w_k, in nats
     "Importance-weighted estimate of -log p(x) for each image: the negative IWAE bound with `k` samples."
-    return -(torch.logsumexp(log_weights(model, x, k, chunk, generator), 0) - math.log(k))
+    return -iwae_bound(log_weights(model, x, k, chunk, generator, likelihood, sigma))
 
 def iw_nll_dataset(
     model:nn.Module,   # a VAE: `encode`, `decode`
@@ -145,11 +162,26 @@ def iw_nll_dataset(
     k:int=1000,        # importance samples per image
     chunk:int|None=None, # samples decoded per pass, see `log_weights`
     generator:torch.Generator|None=None, # draws z; None: torch's global generator
+    likelihood:str='bernoulli', # the likelihood the model was trained with
+    sigma:float=0.1,   # standard deviation of the Gaussian likelihood
+    progress:bool=False, # print a line to stderr about every 10% of the images, with the time left
 )->Tensor:             # (N,) one estimate of -log p(x) per image, in nats, on the CPU
-    "The importance-weighted NLL of every image of a dataset."
-    nll = [iw_nll(model, xb, k, chunk, generator).cpu() for xb in _images(data)]
+    "The importance-weighted NLL of every image of a dataset, batch by batch: memory does not grow with N or K."
+    nll, done, start, total = [], 0, time.perf_counter(), _count(data)
+    for xb in _images(data):
+        nll.append(iw_nll(model, xb, k, chunk, generator, likelihood, sigma).cpu())
+        done, before = done + len(xb), done
+        if progress and total and (done*10//total > before*10//total or done == total):
+            spent = time.perf_counter() - start
+            print(f"IW-NLL, K={k:,}: {done:,} of {total:,} images ({done/total:.0%}), {spent:.0f} s, about {spent*(total - done)/done:.0f} s left",
+                  file=sys.stderr, flush=True)
     if not nll: raise _no_batches(data)
     return torch.cat(nll)
+
+def _count(data)->int|None:
+    "The number of images in `data`, where it can be known without iterating."
+    if isinstance(data, Tensor): return len(data)
+    return getattr(data, 'n', None)
 
 # %% ../nbs/08_evaluation.ipynb #c81286c1
 def pick_images(
@@ -272,19 +304,24 @@ def evaluate_vae(
     threshold:float=0.01, # active-unit threshold on the variance of the posterior mean
     seed:int=0,           # seeds the choice of images and every draw of z
     chunk:int|None=None,  # importance samples decoded per pass, see `log_weights`
+    likelihood:str='bernoulli', # the likelihood the model was trained with: 'bernoulli' or 'gaussian'
+    sigma:float=0.1,      # standard deviation of the Gaussian likelihood
+    progress:bool=False,  # report the progress of the importance-weighted NLL on stderr
 )->dict:                  # JSON-friendly: str, int, float and lists; every loss in nats per image
-    "Reconstruction, KL, negative ELBO, importance-weighted NLL and active units of a VAE on a dataset."
+    "Reconstruction, KL, negative ELBO, importance-weighted NLL and active units of a VAE on a dataset, under its likelihood."
     if k < 1 or any(kk < 1 for kk in ks): raise ValueError(f"k and ks must be at least 1 importance sample, got k={k}, ks={ks}")
     if iw_images is not None and iw_images < 1: raise ValueError(f"iw_images must be None (all) or at least 1, got {iw_images}")
+    lik = dict(likelihood=likelihood, sigma=sigma)
     g = torch.Generator(_device(model)).manual_seed(seed)
-    per_image = elbo_per_image(model, data, generator=g)
+    per_image = elbo_per_image(model, data, generator=g, **lik)
     mu, logvar = encode_dataset(model, data)
     n_active, mu_var = _active(mu, threshold)  # from the means just computed: the data is encoded once
     x_iw = pick_images(data, len(per_image) if iw_images is None else iw_images, seed)
-    neg_elbo_iw = torch.tensor(elbo_per_image(model, x_iw, generator=g).neg_elbo.values)
-    by_k = {kk: iw_nll_dataset(model, x_iw, kk, chunk, g).double() for kk in sorted(set(ks) - {k})}
-    nll = by_k[k] = iw_nll_dataset(model, x_iw, k, chunk, g).double()
-    result = dict(unit='nats per image', n_images=len(per_image), recon=float(per_image.recon.mean()),
+    neg_elbo_iw = torch.tensor(elbo_per_image(model, x_iw, generator=g, **lik).neg_elbo.values)
+    by_k = {kk: iw_nll_dataset(model, x_iw, kk, chunk, g, **lik).double() for kk in sorted(set(ks) - {k})}
+    nll = by_k[k] = iw_nll_dataset(model, x_iw, k, chunk, g, progress=progress, **lik).double()
+    result = dict(unit='nats per image', likelihood=likelihood, **({'sigma': sigma} if likelihood == 'gaussian' else {}),
+                  seed=seed, n_images=len(per_image), recon=float(per_image.recon.mean()),
                   kl=float(per_image.kl.mean()), neg_elbo=float(per_image.neg_elbo.mean()), neg_elbo_se=_sem(per_image.neg_elbo),
                   iw_k=k, iw_images=len(x_iw), iw_nll=float(nll.mean()), iw_nll_se=_sem(nll),
                   neg_elbo_on_iw_images=float(neg_elbo_iw.mean()), iw_gain=float((neg_elbo_iw - nll).mean()),
@@ -292,6 +329,9 @@ def evaluate_vae(
                   n_latent=len(mu_var), active_units=n_active, active_threshold=threshold, mu_var=mu_var.tolist(),
                   kl_per_dim=kl_per_dim(mu, logvar).mean(0).tolist())
     if train_data is not None:
-        train = float(elbo_per_image(model, train_data, generator=g).neg_elbo.mean())
-        result.update(train_neg_elbo=train, gap=result['neg_elbo'] - train, gap_verdict=gap_verdict(train, result['neg_elbo']))
+        train = elbo_per_image(model, train_data, generator=g, **lik).neg_elbo
+        gap_se = math.sqrt(_sem(train)**2 + result['neg_elbo_se']**2)  # two independent sets of images
+        result.update(train_neg_elbo=float(train.mean()), train_neg_elbo_se=_sem(train), n_train_images=len(train),
+                      gap=result['neg_elbo'] - float(train.mean()), gap_se=gap_se,
+                      gap_verdict=gap_verdict(float(train.mean()), result['neg_elbo'], se=gap_se))
     return result
