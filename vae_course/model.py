@@ -17,7 +17,7 @@ from torch import nn, Tensor
 from fastai.torch_core import default_device
 from . import __version__
 from .data import check_count, check_finite, check_images, trace_pipeline, write_atomic
-from .encoder import MLPEncoder, ConvEncoder
+from .encoder import MLPEncoder, ConvEncoder, hidden_sizes
 from .sampling import reparameterize
 from .decoder import MLPDecoder, ConvDecoder, check_latent
 
@@ -31,15 +31,16 @@ class VAEOutput(NamedTuple):
 
 # %% ../nbs/06_vae.ipynb #6cc37970
 class VAE(nn.Module):
-    "A variational autoencoder with an MLP encoder and decoder: 784 -> 400 -> 20 -> 400 -> 784, as in PyTorch's example."
+    "A variational autoencoder with an MLP encoder and decoder: 784 -> 400 -> 20 -> 400 -> 784 by default, as in PyTorch's example."
     encoder_cls, decoder_cls = MLPEncoder, MLPDecoder
 
     def __init__(self,
         n_latent:int=20,  # latent dimensions Z
-        n_hidden:int=400, # hidden units of the encoder and of the decoder
+        n_hidden:int|tuple=400, # hidden units of the encoder and of the decoder; a tuple for several layers, e.g. (200, 200)
     ):
         super().__init__()
-        n_latent, n_hidden = check_count(n_latent, 'n_latent'), check_count(n_hidden, 'n_hidden')
+        n_latent = check_count(n_latent, 'n_latent')
+        hidden_sizes(n_hidden)  # a clear error for a bad size, before any layer is built
         self.config = dict(n_latent=n_latent, n_hidden=n_hidden)  # constructor arguments, saved with checkpoints
         self.n_latent = n_latent
         self.encoder = self.encoder_cls(n_latent, n_hidden)  # (B,1,28,28) -> mu, logvar (B,Z)
@@ -103,7 +104,7 @@ class ConvVAE(VAE):
     def __init__(self,
         n_latent:int=20,  # latent dimensions Z
         n_hidden:int=256, # size of the encoder's feature vector and of the decoder's first hidden layer
-    ): super().__init__(n_latent, n_hidden)
+    ): super().__init__(n_latent, check_count(n_hidden, 'n_hidden'))  # one size: the MLP's tuples do not apply
 
 # %% ../nbs/06_vae.ipynb #c945148b
 MODELS = {'VAE': VAE, 'ConvVAE': ConvVAE}  # the classes a checkpoint can name; add yours here
