@@ -71,7 +71,7 @@ def hidden_sizes(
     "The hidden layer sizes of an MLP as a tuple of positive ints: `400` is `(400,)`."
     sizes = (n_hidden,) if isinstance(n_hidden, int) else tuple(n_hidden)
     if not sizes or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes):
-        raise ValueError(f"n_hidden must be a positive number of units or a non-empty list of them, got {n_hidden!r}")
+        raise ValueError(f"n_hidden must be a positive whole number of units, or a non-empty list of them, got {n_hidden!r}")
     return sizes
 
 class MLPEncoder(GaussianEncoder):
