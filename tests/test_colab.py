@@ -101,11 +101,13 @@ def runs_under_test(cell, skip_flags)->bool:
     return d.get('eval', 'true').lower() not in ('false', '0', 'no') and not (set(d) & set(skip_flags))
 
 def colab_installs(nb)->set:
-    "Distribution names that the lesson's Colab cell pip-installs."
+    "Distribution names that the lesson's Colab cell pip-installs (`subprocess.run([..., 'pip', 'install', ...])` or `%pip install ...`)."
     for c in nb.cells:
-        if c.cell_type == 'code' and 'google.colab' in c.source and 'install' in c.source:
-            line = next(l for l in c.source.splitlines() if 'install' in l and 'google.colab' in l)
-            return {s for s in re.findall(r"""['"]([A-Za-z0-9][\w.\-\[\]=<>]*)['"]""", line.split('install', 1)[1]) if s != 'google.colab'}
+        if c.cell_type == 'code' and 'google.colab' in c.source:
+            m = re.search(r"""['"]install['"]\s*,(.*?)\]""", c.source, re.S)
+            if m: return {s for s in re.findall(r"""['"]([^'"\s]+)['"]""", m.group(1)) if not s.startswith('-')}
+            m = re.search(r'pip install ([^\n]+)', c.source)
+            if m: return {s for s in m.group(1).split() if not s.startswith('-')}
     return set()
 
 def _tree_digest(folder:Path)->dict:

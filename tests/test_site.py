@@ -244,7 +244,7 @@ def test_pages_in_a_browser(site, tmp_path):
     finally:
         server.shutdown(); server.server_close()
     site.report.update(browser_seconds=round(time.perf_counter() - start, 1), screenshots=str(shots),
-                       browser={n: {k: (len(v) if isinstance(v, list) else v) for k, v in r.items()} for n, r in results.items()})
+                       browser={n: {**r, 'errors': sorted({e[:160] for e in r['errors']})[:5], 'n_errors': len(r['errors'])} for n, r in results.items()})
     explorer = page_of(next(nb for nb in LESSONS if 'latent_explorer' in nb.stem))
     assert results.get(explorer, {}).get('widgets_drawn'), f"{explorer}: no widget drawn ({results.get(explorer)})"
     assert sum(r['math_typeset'] for r in results.values()) > 0, "no formula typeset on any page"

@@ -22,9 +22,10 @@ def _leading_imports(src:str):
     while n < len(body) and isinstance(body[n], (ast.Import, ast.ImportFrom)): n += 1
     if n == 0 or n == len(body) or body[n].lineno == body[n-1].end_lineno: return None  # nothing to split, or on one line
     lines = src.splitlines(keepends=True)
-    cut = body[n].lineno - 1
-    while cut > 0 and lines[cut-1].lstrip().startswith('#') and not lines[cut-1].lstrip().startswith('#|'): cut -= 1  # comments go with the code
-    return ''.join(lines[:cut]).rstrip('\n'), ''.join(lines[cut:])
+    first, cut = body[0].lineno - 1, body[n].lineno - 1
+    while cut > first and lines[cut-1].lstrip().startswith('#'): cut -= 1  # comments just above the code go with it
+    comments = [l for l in lines[:first] if not l.startswith('#|')]       # so do comments above the imports
+    return ''.join(lines[first:cut]).rstrip('\n'), ''.join(comments + lines[cut:])
 
 def _lines(s): return [l for l in s.splitlines(keepends=True)]
 
