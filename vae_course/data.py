@@ -549,7 +549,7 @@ def get_dls(
     dls = dls_from_tensors(to_float(x_tr[i_tr]), to_float(x_va[i_va]),
                            y_tr[i_tr] if with_labels else None, y_va[i_va] if with_labels else None,
                            bs=bs, binarize=binarize, seed=seed, device=device)
-    dls.source = train.source
+    dls.source, dls.folder = train.source, train.folder  # in words, and the folder itself (None for the sample)
     return dls
 
 # %% ../nbs/00_data.ipynb #0e7e443e
