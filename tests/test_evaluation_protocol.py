@@ -3,24 +3,15 @@ training (900) and test (300) images, made from the digits that ship with mlxten
 import json
 from pathlib import Path
 
-import numpy as np, pytest, torch
-from test_reliability_data import write_idx
+import pytest, torch
 from vae_course.cli import _protocol_images, main
-from vae_course.data import SPLIT_FILES, load_dataset, mnist_sample, to_float
+from vae_course.data import load_dataset, to_float
 from vae_course.metrics import evaluate_vae
 from vae_course.model import load_checkpoint
 
 
-@pytest.fixture(scope='module')
-def root(tmp_path_factory):
-    "An MNIST folder in torchvision's layout: 900 training and 300 test digits, all different."
-    root = tmp_path_factory.mktemp('data')
-    s = mnist_sample('train')
-    images, labels = s.images.numpy().reshape(-1, 28, 28), s.labels.numpy().astype(np.uint8)
-    for split, part in (('train', slice(0, 900)), ('test', slice(900, 1200))):
-        write_idx(root/'MNIST'/'raw'/SPLIT_FILES[split][0], images[part])
-        write_idx(root/'MNIST'/'raw'/SPLIT_FILES[split][1], labels[part])
-    return root
+@pytest.fixture
+def root(mnist_root): return mnist_root  # conftest.py: 900 training and 300 test digits
 
 
 def train(root, out, *extra):

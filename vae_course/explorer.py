@@ -9,7 +9,7 @@ __all__ = ['pretrained_dir', 'pretrained_names', 'list_pretrained', 'load_pretra
            'kl_order', 'to_png', 'LatentSliders', 'latent_sliders', 'traversal', 'plot_latent_map', 'manifold']
 
 # %% ../nbs/10_latent_explorer.ipynb #5cfbc98a
-import importlib.resources, io, json, shlex
+import hashlib, importlib.resources, io, json, shlex
 from functools import partial
 from pathlib import Path
 
@@ -17,9 +17,9 @@ import torch, pandas as pd, matplotlib.pyplot as plt, ipywidgets as widgets
 from torch import Tensor
 from PIL import Image
 from . import __version__
-from .data import show_grid, check_images, write_atomic
+from .data import show_grid, check_count, check_images, write_atomic
 from .losses import kl_per_dim
-from .model import load_checkpoint
+from .model import CheckpointError, load_checkpoint
 
 # %% ../nbs/10_latent_explorer.ipynb #c310de9c
 def pretrained_dir()->Path:
@@ -28,9 +28,16 @@ def pretrained_dir()->Path:
 
 def _meta(name:str)->dict: return json.loads((pretrained_dir()/f'{name}.json').read_text())
 
+def _index(folder:Path|None=None)->dict: # {name: sha256 of its .pt file}
+    "The index of the shipped models: only the models it names, with the checksums it gives, are loaded."
+    path = Path(folder or pretrained_dir())/'index.json'
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+def _sha256(path:Path)->str: return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
 def pretrained_names()->list:
-    "Names of the shipped models."
-    return sorted(p.stem for p in pretrained_dir().glob('*.pt'))
+    "Names of the shipped models (those in the index: a stray .pt file in the folder is not one)."
+    return sorted(_index())
 
 def list_pretrained()->pd.DataFrame:
     "The shipped models: architecture, data, the metrics each reached (nats per image) and the command that reproduces it."
@@ -38,19 +45,26 @@ def list_pretrained()->pd.DataFrame:
     for name in pretrained_names():
         m = _meta(name)
         e = m.get('metrics', {})
-        rows[name] = dict(model=m['model'], dataset=m['dataset'], n_latent=m['config']['n_latent'], epochs=m['epochs'],
-                          neg_elbo=e.get('neg_elbo'), iw_nll=e.get('iw_nll'), active_units=e.get('active_units'),
-                          command=m['command'])
+        images = 'all' if e.get('iw_images') == e.get('n_images') else f"{e.get('iw_images', 0):,} random"
+        rows[name] = dict(model=m['model'], hidden=str(m['config']['n_hidden']), n_latent=m['config']['n_latent'],
+                          dataset=m['dataset'], pixels=m['protocol'], objective=e.get('objective', 'ELBO'), epochs=m['epochs'],
+                          neg_elbo=e.get('neg_elbo'), iw_nll=e.get('iw_nll'),
+                          iw_protocol=f"K={e.get('iw_k', 0):,}, {images} of {e.get('n_images', 0):,} {e.get('split', 'test')} images",
+                          active_units=e.get('active_units'), command=m['command'])
     return pd.DataFrame.from_dict(rows, orient='index').rename_axis('name')
 
 def load_pretrained(
     name:str,     # one of `pretrained_names()`, e.g. 'mnist-mlp-z20'
     device=None,  # default: `default_device()`
 ):
-    "Load a model that ships with the package, in evaluation mode."
+    "Load a model that ships with the package, in evaluation mode, after checking its weights against the index."
     if name not in pretrained_names():
         raise ValueError(f"unknown pretrained model {name!r}: the shipped models are {pretrained_names()}")
-    return load_checkpoint(pretrained_dir()/f'{name}.pt', device).eval()
+    path = pretrained_dir()/f'{name}.pt'
+    if not path.is_file() or _sha256(path) != _index()[name]:
+        raise CheckpointError(f"pretrained model {name!r}: {path.name} is missing or is not the file that shipped (its sha256 "
+                              "differs from the index): the installed package is damaged; reinstall vae_course")
+    return load_checkpoint(path, device).eval()
 
 # %% ../nbs/10_latent_explorer.ipynb #c5d9f9d8
 def _half(state:dict)->dict: return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
@@ -64,20 +78,24 @@ def float16_error(model, n:int=256, seed:int=0)->float:
     return (torch.sigmoid(model.decode(z)) - torch.sigmoid(rounded.decode(z))).abs().max().item()
 
 def export_pretrained(
-    run_dir:str|Path,  # a folder written by `vae-course train` (and, for the metrics, `vae-course evaluate`)
+    run_dir:str|Path,  # a folder written by `vae-course train` or `tools/train_binarized.py` (with eval.json for the metrics)
     name:str,          # the name to load it by
     dest:str|Path|None=None, # default: the package's `pretrained` folder
+    checkpoint:str='best.pt', # which checkpoint of the run: 'best.pt' or 'last.pt'
 )->Path:               # the .pt file written
-    "Store a run's best checkpoint as a shipped model: float16 weights, with the run's command, evaluation and rounding error."
+    "Store a run's checkpoint as a shipped model: float16 weights, with the run's command, evaluation and rounding error, in the index."
     run_dir, dest = Path(run_dir), Path(dest or pretrained_dir())
-    model = load_checkpoint(run_dir/'best.pt', device='cpu')
+    model = load_checkpoint(run_dir/checkpoint, device='cpu')
     run = json.loads((run_dir/'run.json').read_text())
     metrics = json.loads((run_dir/'eval.json').read_text()) if (run_dir/'eval.json').exists() else {}
-    meta = dict(model=type(model).__name__, config=model.config, vae_course=__version__, dataset=run['args']['dataset'],
-                epochs=run['args']['epochs'], protocol=run['protocol'], command=run['command'], metrics=metrics,
+    meta = dict(model=type(model).__name__, config=model.config, vae_course=__version__,
+                dataset=run.get('dataset') or run['args']['dataset'], epochs=run.get('epochs') or run['args']['epochs'],
+                protocol=run['protocol'], command=run['command'], checkpoint=checkpoint, metrics=metrics,
                 storage='float16', float16_max_prob_error=float16_error(model))
     write_atomic(dest/f'{name}.pt', lambda p: torch.save(_half(model.state_dict()), p))
     write_atomic(dest/f'{name}.json', lambda p: p.write_text(json.dumps(meta, indent=2)))
+    index = {**_index(dest), name: _sha256(dest/f'{name}.pt')}
+    write_atomic(dest/'index.json', lambda p: p.write_text(json.dumps(dict(sorted(index.items())), indent=2)))
     return dest/f'{name}.pt'
 
 # %% ../nbs/10_latent_explorer.ipynb #8084032e
@@ -106,6 +124,7 @@ class LatentSliders:
         limit:float=4.,        # sliders run from -limit to +limit
         scale:int=8,           # enlargement of the shown image
     ):
+        if n_sliders is not None: check_count(n_sliders, 'n_sliders')  # 0 would show every slider
         self.model, self.images, self.limit, self.scale = model.eval(), images, limit, scale
         if images is not None: check_images(images, 'images')
         self.dims = kl_order(model, images.to(model.device)) if images is not None else list(range(model.n_latent))
