@@ -123,7 +123,7 @@ def test_lesson_runs_like_colab(lesson, wheel_env, tmp_path):
     skip_flags = PYPROJECT['tool']['nbdev'].get('tst_flags', '').split()
     nb.cells = [c for c in nb.cells if runs_under_test(c, skip_flags)] + [nbformat.v4.new_code_cell(POSTCHECK)]
     target = wheel_env['target']
-    env = {**os.environ, 'IN_TEST': '1', 'MPLBACKEND': 'Agg',
+    env = {**{k: v for k, v in os.environ.items() if k != 'MPLBACKEND'}, 'IN_TEST': '1',  # Colab's kernel: matplotlib inline
            'PYTHONPATH': os.pathsep.join([str(wheel_env['hooks']), str(target)]),
            'PATH': os.pathsep.join([str(target/'bin'), os.environ.get('PATH', '')]),
            'COLAB_SIM_REPO': os.path.realpath(ROOT), 'COLAB_SIM_TARGET': os.path.realpath(target), 'COLAB_SIM_HIDDEN': ','.join(hidden)}
