@@ -74,3 +74,17 @@ def test_standard_protocol_arguments(root, tmp_path):
     r = evaluate(tmp_path/'a', '--iw-images', 'all')
     assert r['iw_images'] == r['n_images'] == 300 and r['iw_k'] == 5
     assert json.loads((tmp_path/'a'/'best.json').read_text())['config']['n_hidden'] == [32, 32]
+
+
+def test_9_static_binarization_is_one_draw_kept_for_the_run(root, tmp_path):
+    from vae_course.cli import _run_dls
+    run = train(root, tmp_path/'st', '--binarize', 'static', '--seed', '3')
+    assert run['protocol'] == 'static binarization'
+    a, b = (_run_dls(run['args'], root, device='cpu') for _ in range(2))
+    assert torch.equal(a.train.x, b.train.x) and set(a.train.x.unique().tolist()) == {0., 1.}  # the same draw every time
+    other = _run_dls({**run['args'], 'seed': 4}, root, device='cpu')
+    assert not torch.equal(a.train.x, other.train.x)
+    x1, _ = a.train.one_batch(); x2, _ = a.train.one_batch()
+    assert set(x1.unique().tolist()) == {0., 1.}
+    r = evaluate(tmp_path/'st')
+    assert r['protocol'] == 'static binarization' and r['n_train_images'] == 750

@@ -73,7 +73,7 @@ def build_parser()->argparse.ArgumentParser:
     t.add_argument('--free-bits', type=_non_negative, default=0., metavar='NATS', help='KL floor per latent dimension (default: 0, none)')
     t.add_argument('--likelihood', choices=LIKELIHOODS, default='bernoulli', help='decoder likelihood (default: %(default)s)')
     t.add_argument('--sigma', type=_positive(float), default=0.1, help='std of the Gaussian likelihood (default: %(default)s)')
-    t.add_argument('--binarize', choices=['none', 'fixed', 'dynamic'], default='none', help='pixel protocol: continuous (none), fixed threshold or dynamic Bernoulli draws (default: %(default)s)')
+    t.add_argument('--binarize', choices=['none', 'fixed', 'static', 'dynamic'], default='none', help='pixel protocol: continuous (none), a fixed threshold at 0.5, one seeded Bernoulli draw kept for the whole run (static), or a new draw every time an image is seen (dynamic) (default: %(default)s)')
     t.add_argument('--iw-k', type=_positive(int), default=1, metavar='K', help='importance samples of the training objective: 1 is the ELBO (a VAE), K > 1 the IWAE bound (default: %(default)s)')
     t.add_argument('--valid', choices=['holdout', 'test'], default='holdout', help='validation images that choose best.pt: a sixth of the training images held out (holdout), or the test split (test; evaluate then scores last.pt) (default: %(default)s)')
     t.add_argument('--bs', type=_positive(int), default=128, help='batch size (default: %(default)s)')

@@ -393,7 +393,7 @@ def to_float(
     return images.float()/255
 
 # %% ../nbs/00_data.ipynb #e574b269
-BINARIZE = (None, 'fixed', 'dynamic')
+BINARIZE = (None, 'fixed', 'static', 'dynamic')
 
 def binarize_fixed(
     x:Tensor,          # floats in [0,1]
@@ -404,13 +404,13 @@ def binarize_fixed(
 
 def binarize_once(
     x:Tensor,              # (N,1,H,W) floats in [0,1], on the CPU: a fixed set of images
-    binarize:str|None,     # None (continuous pixels), 'fixed' or 'dynamic'
-    seed:int=0,            # seeds the one dynamic draw
+    binarize:str|None,     # None (continuous pixels), 'fixed', 'static' or 'dynamic'
+    seed:int=0,            # seeds the one draw of 'static' and 'dynamic'
 )->Tensor:
-    "A fixed set of images under a pixel protocol: unchanged, thresholded, or (dynamic) drawn once from Bernoulli(x) with `seed`."
+    "A fixed set of images under a pixel protocol: unchanged, thresholded, or (static, dynamic) drawn once from Bernoulli(x) with `seed`."
     if binarize not in BINARIZE: raise ValueError(f"binarize must be one of {BINARIZE}, got {binarize!r}")
     if binarize == 'fixed': return binarize_fixed(x)
-    if binarize == 'dynamic': return torch.bernoulli(x, generator=torch.Generator().manual_seed(seed))
+    if binarize in ('static', 'dynamic'): return torch.bernoulli(x, generator=torch.Generator().manual_seed(seed))
     return x
 
 # %% ../nbs/00_data.ipynb #952a607f
@@ -504,16 +504,17 @@ def dls_from_tensors(
     y_train:Tensor|None=None, # optional labels: batches then yield (x, label) instead of (x, x)
     y_valid:Tensor|None=None,
     bs:int=128,           # batch size (validation uses twice as many)
-    binarize:str|None=None, # None (continuous pixels), 'fixed' or 'dynamic'
-    seed:int=0,           # seeds shuffling, binarization and the fixed validation draw
+    binarize:str|None=None, # None (continuous pixels), 'fixed', 'static' or 'dynamic'
+    seed:int=0,           # seeds shuffling and the training images' binarization (the static draw, the dynamic draws)
+    eval_seed:int=0,      # seeds the one draw of the validation images: the same for runs with different seeds
     device=None,          # default: `default_device()`
 )->DataLoaders:
     "fastai `DataLoaders` over image tensors: shuffled training batches, ordered validation batches, on the device."
     for x, what in ((x_train, 'x_train'), (x_valid, 'x_valid')):
         check_images(x, what)
         if not len(x): raise ValueError(f"{what}: no images (an empty set cannot train or validate a model)")
-    x_valid = binarize_once(x_valid, binarize, seed)  # dynamic: drawn once, so validation losses compare across epochs
-    if binarize == 'fixed': x_train = binarize_fixed(x_train)
+    x_valid = binarize_once(x_valid, binarize, eval_seed)  # drawn once, so validation losses compare across epochs and runs
+    if binarize in ('fixed', 'static'): x_train = binarize_once(x_train, binarize, seed)  # static: one draw, kept for the run
     train = TensorBatches(x_train, y_train, bs, shuffle=True, dynamic_binarize=binarize == 'dynamic', seed=seed)
     valid = TensorBatches(x_valid, y_valid, bs*2, seed=seed)
     return DataLoaders(train, valid, device=device or default_device())  # moves both loaders' tensors there
@@ -523,7 +524,7 @@ def get_dls(
     bs:int=128,           # batch size
     valid:str|float='test', # 'test': the official test split; a float: that fraction of the training images
     subset:int|None=None, # keep this many random training images (and a sixth as many validation images)
-    binarize:str|None=None, # None (continuous pixels), 'fixed' or 'dynamic'
+    binarize:str|None=None, # None (continuous pixels), 'fixed', 'static' or 'dynamic'
     with_labels:bool=False, # batches yield (x, label) instead of (x, x)
     seed:int=0,           # seeds the split, the subset, shuffling and binarization
     root:str|Path|None=None, # data folder, see `load_dataset`
