@@ -16,13 +16,8 @@ from pathlib import Path
 import pandas as pd, torch
 from vae_course.data import binarize_once, load_dataset, to_float
 from vae_course.explorer import _meta, list_pretrained, load_pretrained
-from vae_course.metrics import evaluate_vae
+from vae_course.metrics import PUBLISHED_NLL, evaluate_vae
 
-PUBLISHED = [  # (model, architecture, training, NLL in nats, K, source)
-    ('VAE, one stochastic layer', '784-200-200-50 MLP (tanh)', '3,280 epochs', 86.76, 5000, 'Burda et al. 2016, Table 1'),
-    ('IWAE, k=50, one stochastic layer', '784-200-200-50 MLP (tanh)', '3,280 epochs', 84.78, 5000, 'Burda et al. 2016, Table 1'),
-    ('VAE', 'MLP (see the benchmark)', 'see the benchmark', 89.78, 200, "Pythae's reproduction table"),
-]
 
 def row(name, m:dict, run:dict)->dict:
     "One table row from a measurement `m` (an eval.json) and the run's record."
@@ -58,6 +53,6 @@ if __name__ == '__main__':
     for run_dir in a.run:
         run, m = (json.loads((run_dir/f).read_text()) for f in ('run.json', 'eval.json'))
         rows.append(row(run_dir.name, {**m, 'hidden': run['args']['hidden']}, run))
-    rows += [dict(model=m, architecture=arch, training=tr, nll=nll, se=None, K=k, images=10000, source=src) for m, arch, tr, nll, k, src in PUBLISHED]
+    rows += [dict(**p, se=None, images=10000) for p in PUBLISHED_NLL]
     print(pd.DataFrame(rows).set_index('model').to_string())
     print("\nnats per image; dynamically binarized MNIST; importance-weighted NLL (lower is better); se: standard error over test images")

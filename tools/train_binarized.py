@@ -49,8 +49,9 @@ def measure(run_dir:Path)->dict:
     model = load_checkpoint(run_dir/'last.pt', device='cpu').eval()
     test, train = (binarize_once(to_float(load_dataset('mnist', s).images), 'dynamic', EVAL_SEED) for s in ('test', 'train'))
     start = time.time()
+    run = json.loads((run_dir/'run.json').read_text())
     result = dict(run=run_dir.name, dataset='mnist', protocol='dynamic binarization', checkpoint='last.pt: the last epoch (no selection)',
-                  split='test', eval_seed=EVAL_SEED,
+                  objective=run['objective'], split='test', eval_seed=EVAL_SEED,
                   **evaluate_vae(model, test, k=K, iw_images=None, ks=KS, train_data=train, seed=EVAL_SEED, progress=True))
     result['iw_seconds'] = round(time.time() - start, 1)
     result['generation'] = generation_metrics(model, to_float(load_dataset('mnist', 'test').images), n=1000, dataset='mnist', seed=EVAL_SEED)

@@ -141,8 +141,10 @@ def _binarize(value:str)->str|None:
     return None if value == 'none' else value
 
 def _run_record(args)->dict:
-    "The arguments of a run, as JSON-friendly values."
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ('command', 'command_line', 'resume', 'run', 'debug')}
+    "The arguments of a run, as JSON-friendly values; a data folder as an absolute path, so that a resume from elsewhere finds it."
+    record = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ('command', 'command_line', 'resume', 'run', 'debug')}
+    if record.get('root'): record['root'] = str(Path(record['root']).expanduser().resolve())
+    return record
 
 @contextmanager
 def _locked(folder:Path):
@@ -220,12 +222,13 @@ def _train(args, out:Path, hidden, saved:dict|None)->int:
                         checkpoint_dir=out, sample_dir=out, iw_k=args.iw_k)
     learn.add_cb(ELBOCSVLogger(out/'metrics.csv', append=args.resume))
     if not sys.stdout.isatty(): learn.remove_cb(ProgressCallback); learn.add_cb(_EpochLines())
-    if saved is not None and saved.get('data_source') != dls.source:
+    folder = str(dls.folder) if dls.folder else None  # the real folder (the source is for reading: $VAE_COURSE_DATA/...)
+    if saved is not None and (saved.get('data_folder', folder), saved.get('data_source')) != (folder, dls.source):
         raise UsageError(f"cannot resume on other data: the run started on {saved.get('data_source')}, now the data is {dls.source}; "
                          "pass the original --root or VAE_COURSE_DATA")
     start = resume(learn, out) if args.resume else 0
     if start >= args.epochs: raise UsageError(f"the run in {out} has already trained {start} epochs; ask for more with --epochs")
-    record = dict(args=_run_record(args), command=args.command_line, data_source=dls.source, n_train=dls.train.n, n_valid=dls.valid.n,
+    record = dict(args=_run_record(args), command=args.command_line, data_source=dls.source, data_folder=folder, n_train=dls.train.n, n_valid=dls.valid.n,
                   valid=(f"{dls.valid.n:,} training images held out to choose best.pt" if args.valid == 'holdout'
                          else "the test split (best.pt is chosen on it, so evaluate scores last.pt)"),
                   objective=f"IWAE bound, K={args.iw_k}" if args.iw_k > 1 else 'ELBO',

@@ -69,7 +69,7 @@ def hidden_sizes(
     n_hidden:int|tuple|list, # hidden units of one layer, or of several layers in order
 )->tuple:                    # the sizes, one per hidden layer
     "The hidden layer sizes of an MLP as a tuple of positive ints: `400` is `(400,)`."
-    sizes = (n_hidden,) if isinstance(n_hidden, int) else tuple(n_hidden)
+    sizes = (n_hidden,) if isinstance(n_hidden, int) else tuple(n_hidden) if isinstance(n_hidden, (tuple, list)) else ()
     if not sizes or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes):
         raise ValueError(f"n_hidden must be a positive whole number of units, or a non-empty list of them, got {n_hidden!r}")
     return sizes

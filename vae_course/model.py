@@ -63,7 +63,11 @@ class VAE(nn.Module):
     def decode(self, z:Tensor)->Tensor:
         "Logits (B,1,28,28) of p(x|z) for codes `z` (B,Z), which must be finite."
         check_latent(z, self.n_latent); check_finite(z, 'latent codes')  # a user's codes: values read once, here
-        return self.decoder(z.to(self.device, self.dtype))
+        return self._decode(z.to(self.device, self.dtype))
+
+    def _decode(self, z:Tensor)->Tensor:
+        "Logits for codes we made ourselves (prior draws, posterior means): no values read. Subclasses with another decoder override this."
+        return self.decoder(z)
 
     def forward(self, x:Tensor)->VAEOutput:
         "Encode, draw one z per image with the reparameterization trick, decode. Reads no values: no wait for the GPU."
@@ -80,13 +84,13 @@ class VAE(nn.Module):
         n = check_count(n, 'n')
         device = self.device if generator is None else generator.device
         z = torch.randn(n, self.n_latent, generator=generator, device=device)  # (n,Z)
-        return torch.sigmoid(self.decoder(z.to(self.device, self.dtype)))  # codes we drew: no need to read them
+        return torch.sigmoid(self._decode(z.to(self.device, self.dtype)))  # codes we drew: no need to read them
 
     @torch.no_grad()
     def reconstruct(self, x:Tensor)->Tensor: # (B,1,28,28) in [0,1] -> (B,1,28,28) in [0,1]
         "Reconstructions sigmoid(decode(mu)): the decoder's mean image at the centre of q(z|x), without sampling."
         mu, _ = self.encode(x)
-        return torch.sigmoid(self.decoder(mu))  # the encoder's means: no need to read them again
+        return torch.sigmoid(self._decode(mu))  # the encoder's means: no need to read them again
 
     @torch.no_grad()
     def trace(self, x:Tensor)->pd.DataFrame:
