@@ -9,17 +9,9 @@ import numpy as np, pytest, torch
 from vae_course.data import (DATASETS, IDX_UBYTE, DataFileError, DownloadError, MissingDataWarning, check_images,
                              display_path, dls_from_tensors, fetch_file, get_dls, load_dataset, read_idx)
 from vae_course.model import VAE, ConvVAE, CheckpointError, MODELS, load_checkpoint, save_checkpoint
+from conftest import write_idx  # the one IDX writer of the tests
 
 DEAD = 'http://127.0.0.1:9/'  # nothing listens there
-
-
-def write_idx(path, arr, compress=None):
-    "Write a uint8 array as an IDX file, gzip-compressed if the name ends in .gz (or `compress` says so)."
-    data = bytes([0, 0, IDX_UBYTE, arr.ndim]) + struct.pack(f'>{arr.ndim}I', *arr.shape) + arr.tobytes()
-    compress = str(path).endswith('.gz') if compress is None else compress
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_bytes(gzip.compress(data) if compress else data)
-    return Path(path)
 
 
 IMGS = np.random.default_rng(0).integers(0, 256, (6, 28, 28), dtype=np.uint8)

@@ -324,4 +324,5 @@ def summary(result:dict)->str:
 
 
 # %% ../nbs/12_cli.ipynb #b880420c
-if __name__ == '__main__' and 'ipykernel' not in sys.modules: sys.exit(main())  # `python -m vae_course.cli`, as `accelerate launch -m` runs it
+if __name__ == '__main__' and Path(getattr(sys.modules['__main__'], '__file__', '')).name == 'cli.py':  # `python -m vae_course.cli` (not a notebook)
+    sys.exit(main())
