@@ -63,7 +63,7 @@ def recon_nll(
     if likelihood not in LIKELIHOODS: raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
     return bce_recon(logits, x) if likelihood == 'bernoulli' else gaussian_recon(logits, x, sigma)
 
-def _check_elbo_args(logits, x, mu, logvar, beta, free_bits, likelihood):
+def _check_elbo_args(logits, x, mu, logvar, beta, free_bits, likelihood, check_range):
     "Raise a clear error for arguments `elbo_parts` cannot use; only the Bernoulli range check reads data."
     if likelihood not in LIKELIHOODS: raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
     if beta < 0: raise ValueError(f"beta must be >= 0, got {beta}")
@@ -73,7 +73,7 @@ def _check_elbo_args(logits, x, mu, logvar, beta, free_bits, likelihood):
     if mu.ndim != 2 or mu.shape != logvar.shape:
         raise ValueError(f"mu and logvar must both have shape (B,Z), got {tuple(mu.shape)} and {tuple(logvar.shape)}")
     if len(mu) != len(x): raise ValueError(f"batch sizes differ: {len(x)} images but {len(mu)} rows of mu")
-    if likelihood == 'bernoulli':
+    if check_range and likelihood == 'bernoulli':
         lo, hi = torch.aminmax(x.detach())  # one pass over the batch; reading the result waits for the device
         if lo < 0 or hi > 1: raise ValueError(f"Bernoulli targets must lie in [0,1], got values from {lo.item():.3g} to {hi.item():.3g}")
 
@@ -86,9 +86,10 @@ def elbo_parts(
     free_bits:float=0.,# floor, in nats, on each latent dimension's batch-mean KL in the loss (0: none)
     likelihood:str='bernoulli', # 'bernoulli' or 'gaussian'
     sigma:float=0.1,   # fixed standard deviation of the Gaussian likelihood (unused for Bernoulli)
+    check_range:bool=True, # read the targets to check a Bernoulli's [0,1] range (the training loop checks its data once instead)
 )->ELBOParts:          # loss, recon, kl: batch means in nats per image
     "The VAE loss `recon + beta * KL` and its parts, in nats per image."
-    _check_elbo_args(logits, x, mu, logvar, beta, free_bits, likelihood)
+    _check_elbo_args(logits, x, mu, logvar, beta, free_bits, likelihood, check_range)
     recon = recon_nll(logits, x, likelihood, sigma)  # (B,)
     kl_dims = kl_per_dim(mu, logvar).mean(0)  # (Z,) batch-mean KL of each latent dimension
     kl_used = kl_dims.clamp(min=free_bits).sum() if free_bits > 0 else kl_dims.sum()
