@@ -9,8 +9,9 @@ exactly where a Colab learner runs a lesson ("Run all" in Colab stops at it). Ma
 nothing. The notebook's JSON is otherwise left byte-for-byte as nbdev-clean writes it (indent 1, UTF-8,
 trailing newline).
 """
-import json, re, sys
+import re, sys
 from pathlib import Path
+from nbjson import read_nb, write_nb
 
 EXPORT = re.compile(r'^\s*(?:#\|[^\n]*\n\s*)*import nbdev\s*[;\n]\s*nbdev\.nbdev_export\(\)\s*$')
 
@@ -20,13 +21,12 @@ def is_export_cell(cell)->bool:
 
 def drop_export_cells(path:Path, check:bool=False)->int:
     "Remove the export cells of the notebook at `path`; return how many there were."
-    text = path.read_text(encoding='utf-8')
-    nb = json.loads(text)
+    nb = read_nb(path)
     keep = [c for c in nb['cells'] if not is_export_cell(c)]
     n = len(nb['cells']) - len(keep)
     if n and not check:
         nb['cells'] = keep
-        path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + '\n', encoding='utf-8')
+        write_nb(path, nb)
     return n
 
 if __name__ == '__main__':

@@ -11,8 +11,9 @@ cell then fails at docs time ("NameError: name 'small' is not defined") and stop
 reading order and its outputs (they stay with the code that made them); no re-run is needed.
 Exported cells and cells with directives other than `#| hide` are left alone.
 """
-import ast, json, sys, uuid
+import ast, sys, uuid
 from pathlib import Path
+from nbjson import read_nb, write_nb
 
 def _leading_imports(src:str):
     "(import lines, rest) when `src` opens with import statements and has other code after them, else None."
@@ -30,7 +31,7 @@ def _leading_imports(src:str):
 def _lines(s): return [l for l in s.splitlines(keepends=True)]
 
 def split_cells(path:Path, check:bool=False, ids=None)->list:
-    nb = json.loads(path.read_text(encoding='utf-8'))
+    nb = read_nb(path)
     out, found = [], []
     for c in nb['cells']:
         src = ''.join(c['source'])
@@ -47,7 +48,7 @@ def split_cells(path:Path, check:bool=False, ids=None)->list:
         out.append(c)
     if found and not check:
         nb['cells'] = out
-        path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + '\n', encoding='utf-8')
+        write_nb(path, nb)
     return found
 
 if __name__ == '__main__':
