@@ -1,4 +1,4 @@
-"""The loss of a VAE, piece by piece, in nats per image: the closed-form KL of a Gaussian from the standard normal, Bernoulli and Gaussian reconstruction terms, beta, free bits, the "mean over pixels" pitfall, and a numerical check that the ELBO really is a lower bound.
+"""The ELBO derived (Jensen, and log p(x) = ELBO + KL to the true posterior), then the loss of a VAE, piece by piece, in nats per image: the closed-form KL of a Gaussian from the standard normal, Bernoulli and Gaussian reconstruction terms, beta, free bits, the "mean over pixels" pitfall, and a numerical check that the ELBO really is a lower bound.
 
 Docs: https://vae-course.github.io/vae_course/elbo.html.md"""
 
