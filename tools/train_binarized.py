@@ -44,19 +44,19 @@ def train(args):
     write_atomic(args.out/'run.json', lambda f: f.write_text(json.dumps(record, indent=2)))
     print(f"trained {args.out} in {record['train_seconds']:.0f} s")
 
-def measure(run_dir:Path)->dict:
-    "The standard protocol on the run's last model; writes and returns eval.json."
+def measure(run_dir:Path, iw_images:int|None=None)->dict:
+    "The standard protocol on the run's last model (the NLL on `iw_images` random test images, None: all); writes and returns eval.json."
     model = load_checkpoint(run_dir/'last.pt', device='cpu').eval()
     test, train = (binarize_once(to_float(load_dataset('mnist', s).images), 'dynamic', EVAL_SEED) for s in ('test', 'train'))
     start = time.time()
     run = json.loads((run_dir/'run.json').read_text())
     result = dict(run=run_dir.name, dataset='mnist', protocol='dynamic binarization', checkpoint='last.pt: the last epoch (no selection)',
                   objective=run['objective'], split='test', eval_seed=EVAL_SEED,
-                  **evaluate_vae(model, test, k=K, iw_images=None, ks=KS, train_data=train, seed=EVAL_SEED, progress=True))
+                  **evaluate_vae(model, test, k=K, iw_images=iw_images, ks=KS, train_data=train, seed=EVAL_SEED, progress=True))
     result['iw_seconds'] = round(time.time() - start, 1)
     result['generation'] = generation_metrics(model, to_float(load_dataset('mnist', 'test').images), n=1000, dataset='mnist', seed=EVAL_SEED)
     write_atomic(run_dir/'eval.json', lambda f: f.write_text(json.dumps(result, indent=2)))
-    print(f"{run_dir.name}: IW-NLL {result['iw_nll']:.2f} +- {result['iw_nll_se']:.2f} nats (K={K:,}, all {result['n_images']:,} test images, "
+    print(f"{run_dir.name}: IW-NLL {result['iw_nll']:.2f} +- {result['iw_nll_se']:.2f} nats (K={K:,}, {result['iw_images']:,} of {result['n_images']:,} test images, "
           f"{result['iw_seconds']:.0f} s); negative ELBO {result['neg_elbo']:.2f}")
     return result
 
@@ -72,12 +72,13 @@ def main(argv=None):
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--measure-only', action='store_true', help='skip training: measure (and ship) an existing run')
+    p.add_argument('--iw-images', type=int, default=None, help='test images for the NLL, chosen at random with the evaluation seed (default: all 10,000, the standard protocol)')
     p.add_argument('--ship', metavar='NAME', help='store the measured model in the package as pretrained model NAME')
     args = p.parse_args(argv)
     args.command = shlex.join(['python', 'tools/train_binarized.py', *(sys.argv[1:] if argv is None else argv)])
     torch.set_num_threads(args.threads)
     if not args.measure_only: train(args)
-    measure(args.out)
+    measure(args.out, args.iw_images)
     if args.ship: print(f"shipped {export_pretrained(args.out, args.ship, checkpoint='last.pt')}")
 
 if __name__ == '__main__': main()
