@@ -6,7 +6,8 @@ Docs: https://vae-course.github.io/vae_course/latent_explorer.html.md"""
 
 # %% auto #0
 __all__ = ['pretrained_dir', 'pretrained_names', 'list_pretrained', 'load_pretrained', 'float16_error', 'export_pretrained',
-           'kl_order', 'to_png', 'LatentSliders', 'latent_sliders', 'traversal', 'plot_latent_map', 'manifold']
+           'kl_order', 'to_png', 'LatentSliders', 'latent_sliders', 'traversal', 'plot_latent_map', 'manifold_axis',
+           'manifold']
 
 # %% ../nbs/10_latent_explorer.ipynb #5cfbc98a
 import hashlib, importlib.resources, io, json, shlex
@@ -48,7 +49,7 @@ def list_pretrained()->pd.DataFrame:
         images = 'all' if e.get('iw_images') == e.get('n_images') else f"{e.get('iw_images', 0):,} random"
         rows[name] = dict(model=m['model'], hidden=str(m['config']['n_hidden']), n_latent=m['config']['n_latent'],
                           dataset=m['dataset'], pixels=m['protocol'], objective=e.get('objective', 'ELBO'), epochs=m['epochs'],
-                          neg_elbo=e.get('neg_elbo'), iw_nll=e.get('iw_nll'),
+                          neg_elbo=e.get('neg_elbo'), iw_nll=e.get('iw_nll'), iw_nll_se=e.get('iw_nll_se'),
                           iw_protocol=f"K={e.get('iw_k', 0):,}, {images} of {e.get('n_images', 0):,} {e.get('split', 'test')} images",
                           active_units=e.get('active_units'), command=m['command'])
     return pd.DataFrame.from_dict(rows, orient='index').rename_axis('name')
@@ -214,6 +215,14 @@ def plot_latent_map(model, images:Tensor, labels:Tensor, classes:list|None=None,
     ax.set_xlabel('z[0] (posterior mean)'); ax.set_ylabel('z[1] (posterior mean)')
     return ax
 
+def manifold_axis(
+    n:int=20,      # points per side
+    p:float=0.05,  # the axis spans the prior's quantiles p to 1-p
+)->Tensor:         # (n,) latent coordinates, increasing
+    "The coordinates of a manifold grid along one latent dimension: evenly spaced in probability under N(0,1)."
+    if not 0 < p < 0.5: raise ValueError(f"p must lie in (0, 0.5), got {p}")
+    return torch.distributions.Normal(0., 1.).icdf(torch.linspace(p, 1-p, n))
+
 @torch.no_grad()
 def manifold(
     model,         # a trained VAE with 2 latent dimensions
@@ -222,6 +231,6 @@ def manifold(
 )->Tensor:         # (n*n,1,28,28), rows from top (high z[1]) to bottom
     "Decode an n x n grid of latent points evenly spaced in the prior's quantiles."
     if model.n_latent != 2: raise ValueError(f"a manifold grid needs a model with 2 latent dimensions, this one has {model.n_latent}")
-    q = torch.distributions.Normal(0., 1.).icdf(torch.linspace(p, 1-p, n))  # (n,)
+    q = manifold_axis(n, p)                                                  # (n,)
     z = torch.stack([q.repeat(n), q.flip(0).repeat_interleave(n)], 1)       # (n*n,2): x runs along rows, y down
     return torch.sigmoid(model.decode(z.to(model.device))).cpu()
