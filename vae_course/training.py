@@ -10,22 +10,23 @@ __all__ = ['ELBO_PARTS', 'CSV_COLUMNS', 'ELBOLoss', 'ELBOMetric', 'elbo_metrics'
            'save_image_grid', 'SampleGridCallback', 'ELBOCSVLogger', 'vae_learner', 'epoch_table', 'plot_epochs']
 
 # %% ../nbs/07_training.ipynb #237c8058
-import os, warnings
+import copy, math, os, warnings
 from functools import partial
 from pathlib import Path
 
 import numpy as np, torch, pandas as pd, matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 from torch import Tensor
-from fastai.learner import Learner, Metric
+from fastai.learner import Learner, Metric, AvgLoss, AvgSmoothLoss, CastToTensor
 from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.progress import CSVLogger
 from fastai.callback.tracker import TrackerCallback
 from fastai.callback.fp16 import MixedPrecision
 from fastai.optimizer import OptimWrapper
-from fastai.torch_core import default_device
+from fastai.torch_core import default_device, find_bs, to_detach
 
 from .autoencoder import evaluating
-from .data import show_grid, write_atomic
+from .data import check_count, check_finite, check_images, show_grid, write_atomic
 from .losses import elbo_parts, iwae_bound, kl_per_dim, log_importance_weights
 from .sampling import reparameterize
 from .model import VAEOutput, save_checkpoint, load_checkpoint
@@ -40,18 +41,19 @@ class ELBOLoss:
         sigma:float=0.1,    # standard deviation of the Gaussian likelihood
         iw_k:int=1,         # importance samples of the training objective: 1 is the ELBO, K > 1 the IWAE bound (lesson 05)
         decoder=None,       # the model's decoder, which decodes the K-1 extra codes of the IWAE bound (needed when iw_k > 1)
+        check_range:bool=False, # read every batch's targets to check a Bernoulli's [0,1] range (`vae_learner` checks its data once instead)
     ):
         if not (isinstance(iw_k, int) and iw_k >= 1): raise ValueError(f"iw_k must be a whole number of samples >= 1, got {iw_k!r}")
         if iw_k > 1 and (beta != 1 or free_bits): raise ValueError(f"the IWAE bound has no separate KL term: it needs beta=1 and free_bits=0, got beta={beta}, free_bits={free_bits}")
         if iw_k > 1 and decoder is None: raise ValueError("iw_k > 1 needs the model's decoder to decode the extra codes")
         self.beta, self.free_bits, self.likelihood, self.sigma = beta, free_bits, likelihood, sigma
-        self.iw_k, self.decoder = iw_k, decoder
+        self.iw_k, self.decoder, self.check_range = iw_k, decoder, check_range
         self.kl_weight = beta  # the weight in use now; `KLWarmupCallback` lowers it early in training
         self.parts = None      # `ELBOParts` of the last batch
 
     def __call__(self, out:VAEOutput, x:Tensor)->Tensor:
         self.parts = elbo_parts(out.logits, x, out.mu, out.logvar, beta=self.kl_weight, free_bits=self.free_bits,
-                                likelihood=self.likelihood, sigma=self.sigma)
+                                likelihood=self.likelihood, sigma=self.sigma, check_range=self.check_range)
         if self.iw_k == 1 or not torch.is_grad_enabled(): return self.parts.loss  # validation (no gradients) reports the ELBO
         return -self.iwae(out, x).mean()
 
@@ -72,12 +74,13 @@ class ELBOMetric(Metric):
     def __init__(self, part:str):
         if part not in ELBO_PARTS: raise ValueError(f"part must be one of {list(ELBO_PARTS)}, got {part!r}")
         self.part = part
-    def reset(self): self.sum, self.count = 0., 0
+    def reset(self): self.sum, self.count = None, 0
     def accumulate(self, learn):
-        p = learn.loss_func.parts
-        value = p.recon + p.kl if self.part == 'total' else getattr(p, self.part)
-        bs = len(learn.yb[0])
-        self.sum, self.count = self.sum + value.detach()*bs, self.count + bs
+        p, bs = learn.loss_func.parts, len(learn.yb[0])
+        for value in ((p.recon, p.kl) if self.part == 'total' else (getattr(p, self.part),)):
+            if self.sum is None: self.sum = value.detach().float()*bs
+            else: self.sum.add_(value.detach(), alpha=bs)  # in place, on the device: nothing is read
+        self.count += bs
     @property
     def value(self): return (self.sum/self.count).item() if self.count else None
     @property
@@ -147,28 +150,77 @@ class CollapseMonitorCallback(Callback):
                           "Try KL warm-up, free bits, a smaller beta or a weaker decoder.", PosteriorCollapseWarning)
 
 # %% ../nbs/07_training.ipynb #0943c343
+def _total_norm(grads:list)->Tensor: # () on the device: nothing is read
+    "The 2-norm of all the gradients together: inf or NaN if any of them is."
+    total_norm = getattr(torch.nn.utils, 'get_total_norm', None)  # torch >= 2.6
+    if total_norm is not None: return total_norm(grads)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+
 class NaNGuardCallback(Callback):
-    "Stop training when the loss or a gradient is NaN or infinite, before the optimizer step: the weights stay good."
+    "Stop training when the loss or the weights become NaN or infinite, leaving weights that never took a non-finite step; reads the device every `check_every` batches."
     order = 0
-    def __init__(self): self.message = None
+    def __init__(self,
+        check_every:int|None=100, # training batches between reads (1: every batch, with its gradients, before its step; None: at the end of each epoch's training only)
+    ):
+        self.check_every = None if check_every is None else check_count(check_every, 'check_every')
+        self.message = None
     @property
     def name(self): return 'nan_guard'  # fastai would call it `na_n_guard`
-    def before_fit(self): self.message = None
-    def _stop(self, what:str):
-        self.message = (f"training stopped at epoch {self.epoch}, {'training' if self.training else 'validation'} batch "
-                        f"{self.iter}: {what} is not finite. The weights are those of the last good step. Try a lower "
-                        f"learning rate (now {self.opt.hypers[0]['lr']:.2g}), KL warm-up, or check the data for NaNs.")
+    def before_fit(self):
+        self.message, self.reads = None, 0
+        self.values, self.where = [], []  # since the last read: each batch's loss, () on the device, and its (epoch, training, iter)
+        self._snapshot('the start of training')
+
+    def _snapshot(self, when:str):
+        "Keep copies of the weights and the optimizer's state: the state to go back to if a later step is not finite."
+        if self.check_every == 1: return  # every batch is read before its step: nothing to undo, nothing to keep
+        self.saved = dict(when=when, model={k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                          opt=copy.deepcopy(self.opt.state_dict()))
+    def _restore(self)->str:
+        self.model.load_state_dict(self.saved['model']); self.opt.load_state_dict(self.saved['opt'])
+        return f"The weights and the optimizer's state are put back to those at {self.saved['when']}, the last good read"
+
+    def after_loss(self):  # every batch: keep the loss on the device, unread (self.learn's attributes are read directly: faster)
+        learn = self.learn
+        self.values.append(learn.loss.detach()); self.where.append((learn.epoch, learn.training, learn.iter))
+    def after_backward(self):
+        learn = self.learn
+        if self.check_every is None or (learn.iter + 1) % self.check_every: return
+        # a read, before this batch's step: with check_every=1 the gradients are read too, so a bad step is never taken
+        grads = [p.grad for p in learn.model.parameters() if p.grad is not None] if self.check_every == 1 else []
+        scaler = getattr(learn, 'scaler', None)  # float16: the gradient scaler skips overflowing steps itself
+        if scaler is not None and scaler.is_enabled(): grads = []
+        self._read(f"training batch {learn.iter} of epoch {learn.epoch}, before its step", _total_norm(grads) if grads else None)
+    def after_train(self): self._read(f"the end of epoch {self.epoch}'s training", stepped=True)
+    def after_validate(self): self._read(None)
+
+    def _read(self, when:str|None, grad_norm:Tensor|None=None, stepped:bool=False):
+        "Read the kept losses and the weights (one wait for the device); stop at a non-finite one, else keep this state as `when`."
+        if not self.values: return
+        weights = _total_norm([p.detach() for p in self.model.parameters()])  # inf or NaN if any weight is
+        values = torch.stack(self.values + [weights] + ([] if grad_norm is None else [grad_norm])).float().tolist()
+        self.reads += 1
+        losses, weights_ok, grads_ok = values[:len(self.where)], math.isfinite(values[len(self.where)]), all(map(math.isfinite, values[len(self.where) + 1:]))
+        bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+        if bad is None and weights_ok and grads_ok:
+            self.values, self.where = [], []
+            if when is not None: self._snapshot(when)
+            return
+        if bad is not None:
+            (epoch, training, it), what = self.where[bad], f"the loss ({losses[bad]}) is not finite"
+            stepped = stepped or training and it < self.learn.iter  # a step was taken with or after it
+        elif not weights_ok:  # every loss was finite, but a step made the weights NaN or infinite: a gradient was not finite
+            (epoch, training, it), what = self.where[-1], "the weights are not finite: a step up to here made them so, although every loss was finite (a gradient was not)"
+            stepped = True
+        else: (epoch, training, it), what = self.where[-1], "a gradient is not finite"
+        self._stop(epoch, training, it, what, self._restore() if stepped else "The weights are those of the last good step")
+
+    def _stop(self, epoch, training, it, what, weights):
+        self.message = (f"training stopped at epoch {epoch}, {'training' if training else 'validation'} batch {it}: {what}. "
+                        f"{weights}. Try a lower learning rate (now {self.opt.hypers[0]['lr']:.2g}), KL warm-up, "
+                        "or check the data for NaNs.")
         warnings.warn(self.message, RuntimeWarning)
         raise CancelFitException()
-    def after_loss(self):
-        if not torch.isfinite(self.loss): self._stop(f"the loss ({self.loss.item()})")
-    def after_backward(self):
-        scaler = getattr(self.learn, 'scaler', None)
-        if scaler is not None and scaler.is_enabled(): return  # float16: the gradient scaler handles overflow
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        # the norm of the per-tensor norms: inf or NaN if any gradient is (torch.nn.utils.get_total_norm needs torch 2.6)
-        if grads and not torch.isfinite(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))):
-            self._stop("a gradient")
 
 # %% ../nbs/07_training.ipynb #82be2ba7
 def _rng_states(dls)->dict:
@@ -306,6 +358,45 @@ class ELBOCSVLogger(CSVLogger):
 
 
 # %% ../nbs/07_training.ipynb #a40e530f
+class _DeviceAvgLoss(AvgLoss):
+    "fastai's validation `AvgLoss`, summed on the device: fastai's own moves every batch's loss to the CPU, a wait for the GPU."
+    def accumulate(self, learn):
+        bs = find_bs(learn.yb)
+        self.total, self.count = self.total + to_detach(learn.loss.mean(), cpu=False).float()*bs, self.count + bs
+
+class _DeviceSmoothLoss(AvgSmoothLoss):
+    "fastai's smoothed training loss, kept on the device: fastai's own moves every batch's loss to the CPU."
+    def accumulate(self, learn):
+        loss = to_detach(learn.loss.mean(), cpu=False).float()
+        self.count += 1  # fastai's formula; its first value, lerp(loss, 0, beta), made on the device without a copy of the 0
+        self.val = torch.lerp(loss, self.val, self.beta) if self.count > 1 else loss*(1 - self.beta)
+
+class _LossesToCPU(Callback):
+    "Move the smoothed losses that fastai's `Recorder` kept during an epoch's training to the CPU in one read at its end."
+    order = 51  # after the Recorder
+    def before_fit(self): self.moved = 0
+    def after_train(self):
+        rec = self.learn.recorder
+        if len(rec.losses) > self.moved: rec.losses[self.moved:] = list(torch.stack(rec.losses[self.moved:]).cpu())
+        self.moved = len(rec.losses)
+    def after_fit(self): self.after_train()  # a run stopped in the middle of an epoch
+
+def _losses_on_device(learn:Learner):
+    "Make fastai's `Recorder` accumulate its losses on the device, reading them once per epoch."
+    rec = learn.recorder
+    rec.smooth_loss, rec.loss = _DeviceSmoothLoss(beta=rec.smooth_loss.beta), _DeviceAvgLoss()
+    learn.add_cb(_LossesToCPU())
+
+def _check_data(dls, likelihood:str):
+    "Check the images of each loader once: float (N,C,H,W), finite, and in [0,1] for the Bernoulli likelihood."
+    for i, dl in enumerate(dls.loaders):
+        what = ('training images', 'validation images')[i] if i < 2 else f'the images of loader {i}'
+        x = getattr(dl, 'x', None)  # `TensorBatches` (vae_course.data) keeps all of its images in one tensor
+        if not isinstance(x, Tensor): x, what = dl.one_batch()[0], f'{what} (their first batch: this loader keeps no tensor to check)'
+        if likelihood != 'bernoulli': check_finite(x, what); continue
+        try: check_images(x, what)
+        except ValueError as e: raise ValueError(f"the Bernoulli likelihood needs images in [0,1]: {e}") from None
+
 def _mixed_precision(precision:str, device:torch.device)->MixedPrecision|None:
     "The mixed-precision callback for `precision` ('auto', 'fp32', 'fp16' or 'bf16') on `device`, or None."
     if precision not in ('auto', 'fp32', 'fp16', 'bf16'):
@@ -333,11 +424,13 @@ def vae_learner(
     show_samples:bool=False,  # show sample grids in the notebook after training
     iw_k:int=1,               # importance samples of the objective: 1 is the ELBO, K > 1 the IWAE bound (lesson 05)
     cbs:list|None=None,       # more callbacks
+    nan_check_every:int|None=100, # training batches between the NaN guard's reads of the device (1: every batch; None: once an epoch)
 )->Learner:
     "A fastai `Learner` that trains `model` on the negative ELBO (or IWAE bound), reporting the ELBO's parts in nats per image."
     if iw_k > 1 and kl_warmup: raise ValueError("KL warm-up weighs the ELBO's KL term, which the IWAE bound (iw_k > 1) does not have")
+    _check_data(dls, likelihood)  # once, here: the loss reads no data per batch
     loss = ELBOLoss(beta, free_bits, likelihood, sigma, iw_k, getattr(model, 'decoder', None) if iw_k > 1 else None)
-    callbacks = [NaNGuardCallback(), CollapseMonitorCallback()]
+    callbacks = [NaNGuardCallback(nan_check_every), CollapseMonitorCallback()]
     if kl_warmup: callbacks.append(KLWarmupCallback(n_steps=kl_warmup))
     if checkpoint_dir is not None: callbacks.append(CheckpointCallback(checkpoint_dir))
     if csv_path is not None: callbacks.append(ELBOCSVLogger(csv_path))
@@ -346,6 +439,8 @@ def vae_learner(
     learn = Learner(dls, model, loss_func=loss, opt_func=partial(OptimWrapper, opt=torch.optim.Adam), lr=lr,
                     metrics=elbo_metrics(), cbs=callbacks + list(cbs or []))
     learn.recorder.train_metrics = True
+    if all(type(getattr(dl, 'x', None)) is Tensor for dl in dls.loaders): learn.remove_cb(CastToTensor)  # plain tensors: nothing to cast per batch
+    _losses_on_device(learn)
     return learn
 
 # %% ../nbs/07_training.ipynb #887eeed8
@@ -373,7 +468,11 @@ def plot_epochs(table:pd.DataFrame, title:str=''):
     "Plot the reconstruction, KL and total of an `epoch_table`, train and valid, against the epoch."
     fig, axs = plt.subplots(1, 3, figsize=(14, 3.2))
     for ax, part in zip(axs, ELBO_PARTS.values()):
-        for split, style in (('train', '--'), ('valid', '-')): ax.plot(table.index, table[(split, part)], style, label=split)
-        ax.set_xlabel('epoch'); ax.set_ylabel(f'{part} (nats per image)'); ax.set_title(f'{title} {part}'.strip()); ax.legend()
-    plt.tight_layout()
+        for split, style, label in (('train', '--', 'train (mean over the epoch, while the weights change)'),
+                                    ('valid', '-', 'valid (at the end of the epoch)')):
+            ax.plot(table.index, table[(split, part)], style, marker='.', label=label)
+        ax.set_xlabel('epoch'); ax.set_ylabel(f'{part} (nats per image)'); ax.set_title(f'{title} {part}'.strip())
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.legend(*axs[0].get_legend_handles_labels(), loc='lower center', ncol=2, frameon=False)  # below the plots, over no data
+    plt.tight_layout(rect=(0, 0.08, 1, 1))
     return axs
