@@ -41,6 +41,19 @@ def test_links_between_notebooks_resolve():
 def test_readme_is_generated_from_index():
     assert (ROOT/'README.md').read_text() == readme_text(), "README.md is out of date: run python tools/make_readme.py"
 
+def test_index_shows_the_measured_lesson_times():
+    "The index's table of full-run times is the one benchmarks/lesson_times.json gives, and it lists every lesson."
+    cell = next(c for c in json.loads((NBS/'index.ipynb').read_text())['cells'] if 'lesson_times_table' in ''.join(c['source']))
+    shown = ''.join(o['data']['text/markdown'] for o in cell['outputs'] if 'text/markdown' in o.get('data', {}))
+    namespace, cwd = {}, os.getcwd()
+    try:
+        os.chdir(NBS); exec(''.join(cell['source']).rsplit('\n', 1)[0], namespace)  # the cell without its last line, which displays
+        expected = namespace['lesson_times_table']()
+    finally: os.chdir(cwd)
+    assert shown == expected, "nbs/index.ipynb shows stale lesson times: re-run its table cell"
+    times = json.loads((ROOT/'benchmarks'/'lesson_times.json').read_text())['lessons']
+    assert sorted(times) == sorted(nb[:-len('.ipynb')] for nb in LESSONS if nb != 'index.ipynb')
+
 def test_nbdev_proc_nbs(tmp_path):
     "nbdev-proc-nbs processes every notebook for Quarto, in a copy of the repository, Quarto replaced by a stub."
     if shutil.which('quarto'): pytest.skip("quarto is installed: tests/test_site.py builds the whole site instead")

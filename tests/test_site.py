@@ -123,19 +123,9 @@ def test_no_main_prefix_in_any_page(site):
     found = sorted({f"{label}: {m.group()}" for label, t in _pages_and_markdown(site) for m in re.finditer(r'__main__\.\w+', t)})
     assert not found, f"{len(found)} `__main__.` names:\n" + '\n'.join(found)
 
-# Pages whose committed outputs come from full runs made before data sources were shown as $VAE_COURSE_DATA/...
-# (they print one data folder of the machine they ran on). Each needs a full re-run; then take it off this list.
-# The check stays strict: a path on any other page fails, and a listed page without one fails too.
-STALE_OUTPUTS = {'autoencoder', 'pitfalls', 'evaluation', 'cli', 'training'}
-
 def test_no_machine_local_path_in_any_page(site):
-    hits = {(label, m.group()) for label, t in _pages_and_markdown(site) for m in MACHINE_PATH.finditer(t)}
-    page = lambda label: label.split('.')[0]
-    fresh = sorted(f"{label}: {path!r}" for label, path in hits if page(label) not in STALE_OUTPUTS)
-    assert not fresh, f"{len(fresh)} machine-local paths (committed outputs of a run on one machine):\n" + '\n'.join(fresh)
-    clean = sorted(STALE_OUTPUTS - {page(label) for label, _ in hits})
-    assert not clean, f"{clean} have no machine path any more: take them off STALE_OUTPUTS"
-    if STALE_OUTPUTS: pytest.xfail(f"known: {sorted(STALE_OUTPUTS)} still show a data folder of the machine they ran on (re-run them in full)")
+    hits = sorted({f"{label}: {m.group()!r}" for label, t in _pages_and_markdown(site) for m in MACHINE_PATH.finditer(t)})
+    assert not hits, f"{len(hits)} machine-local paths (committed outputs of a run on one machine):\n" + '\n'.join(hits)
 
 def test_api_docs_of_every_exported_name(site):
     from vae_course._modidx import d

@@ -1,4 +1,4 @@
-"""Write README.md from nbs/index.ipynb (its markdown cells, in order).
+"""Write README.md from nbs/index.ipynb (its markdown cells and the Markdown its code cells displayed, in order).
 
 `nbdev-readme` does the same through Quarto, which cannot be installed everywhere; this script needs nothing
 but the standard library, and `tests/test_docs.py` checks that README.md is up to date with it.
@@ -14,10 +14,15 @@ def _doc_url(notebook:str)->str:
     site = tomllib.loads((ROOT/'pyproject.toml').read_text())['project']['urls']['Documentation'].rstrip('/')
     return f"{site}/{re.sub(r'^[0-9]+_', '', notebook[:-len('.ipynb')])}.html"
 
+def _text(cell:dict)->str:
+    "A markdown cell's source, or the Markdown that a code cell displayed (its saved output), stripped."
+    if cell['cell_type'] == 'markdown': return ''.join(cell['source']).strip()
+    return '\n\n'.join(''.join(o['data']['text/markdown']).strip() for o in cell.get('outputs', []) if 'text/markdown' in o.get('data', {}))
+
 def readme_text(index=ROOT/'nbs'/'index.ipynb')->str:
     "The README's text: the markdown cells of `index`, separated by blank lines."
     cells = json.loads(Path(index).read_text())['cells']
-    body = '\n\n'.join(''.join(c['source']).strip() for c in cells if c['cell_type'] == 'markdown')
+    body = '\n\n'.join(_text(c) for c in cells if _text(c))
     body = re.sub(r'\]\(([\w-]+\.ipynb)\)', lambda m: f"]({_doc_url(m.group(1))})", body)  # lesson links point to the site
     return f"<!-- generated from nbs/index.ipynb by tools/make_readme.py: edit the notebook, not this file -->\n\n{body}\n"
 
