@@ -44,7 +44,7 @@ def test_readme_is_generated_from_index():
 def test_index_shows_the_measured_lesson_times():
     "The index's table of full-run times is the one benchmarks/lesson_times.json gives, and it lists every lesson."
     cell = next(c for c in json.loads((NBS/'index.ipynb').read_text())['cells'] if 'lesson_times_table' in ''.join(c['source']))
-    shown = ''.join(o['data']['text/markdown'] for o in cell['outputs'] if 'text/markdown' in o.get('data', {}))
+    shown = ''.join(''.join(o['data']['text/markdown']) for o in cell['outputs'] if 'text/markdown' in o.get('data', {}))
     namespace, cwd = {}, os.getcwd()
     try:
         os.chdir(NBS); exec(''.join(cell['source']).rsplit('\n', 1)[0], namespace)  # the cell without its last line, which displays
