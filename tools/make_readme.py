@@ -22,7 +22,7 @@ def _text(cell:dict)->str:
 def readme_text(index=ROOT/'nbs'/'index.ipynb')->str:
     "The README's text: the markdown cells of `index`, separated by blank lines."
     cells = json.loads(Path(index).read_text())['cells']
-    body = '\n\n'.join(_text(c) for c in cells if _text(c))
+    body = '\n\n'.join(t for t in map(_text, cells) if t)
     body = re.sub(r'\]\(([\w-]+\.ipynb)\)', lambda m: f"]({_doc_url(m.group(1))})", body)  # lesson links point to the site
     return f"<!-- generated from nbs/index.ipynb by tools/make_readme.py: edit the notebook, not this file -->\n\n{body}\n"
 

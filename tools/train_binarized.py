@@ -47,14 +47,15 @@ def train(args):
 def measure(run_dir:Path, iw_images:int|None=None)->dict:
     "The standard protocol on the run's last model (the NLL on `iw_images` random test images, None: all); writes and returns eval.json."
     model = load_checkpoint(run_dir/'last.pt', device='cpu').eval()
-    test, train = (binarize_once(to_float(load_dataset('mnist', s).images), 'dynamic', EVAL_SEED) for s in ('test', 'train'))
+    test_images = to_float(load_dataset('mnist', 'test').images)  # continuous pixels, for the samples' FID below
+    test, train = binarize_once(test_images, 'dynamic', EVAL_SEED), binarize_once(to_float(load_dataset('mnist', 'train').images), 'dynamic', EVAL_SEED)
     start = time.time()
     run = json.loads((run_dir/'run.json').read_text())
     result = dict(run=run_dir.name, dataset='mnist', protocol='dynamic binarization', checkpoint='last.pt: the last epoch (no selection)',
                   objective=run['objective'], split='test', eval_seed=EVAL_SEED,
                   **evaluate_vae(model, test, k=K, iw_images=iw_images, ks=KS, train_data=train, seed=EVAL_SEED, progress=True))
     result['iw_seconds'] = round(time.time() - start, 1)
-    result['generation'] = generation_metrics(model, to_float(load_dataset('mnist', 'test').images), n=1000, dataset='mnist', seed=EVAL_SEED)
+    result['generation'] = generation_metrics(model, test_images, n=1000, dataset='mnist', seed=EVAL_SEED)
     write_atomic(run_dir/'eval.json', lambda f: f.write_text(json.dumps(result, indent=2)))
     print(f"{run_dir.name}: IW-NLL {result['iw_nll']:.2f} +- {result['iw_nll_se']:.2f} nats (K={K:,}, {result['iw_images']:,} of {result['n_images']:,} test images, "
           f"{result['iw_seconds']:.0f} s); negative ELBO {result['neg_elbo']:.2f}")
