@@ -8,9 +8,10 @@ Docs: https://vae-course.github.io/vae_course/decoder.html.md"""
 __all__ = ['check_latent', 'ImageDecoder', 'MLPDecoder', 'ConvDecoder']
 
 # %% ../nbs/04_decoder.ipynb #30c413ea
+import math
 import torch
 from torch import nn, Tensor
-from .autoencoder import mlp, conv_image
+from .autoencoder import mlp, conv_image, check_image_shape
 from .encoder import hidden_sizes
 
 # %% ../nbs/04_decoder.ipynb #1d47210c
@@ -26,30 +27,33 @@ def check_latent(
         raise ValueError(f"{what}: expected shape (B,{n_latent}), got {tuple(z.shape)}")
 
 class ImageDecoder(nn.Module):
-    "Base class: a network `net` from latent codes (B,Z) to image logits (B,1,28,28)."
-    def __init__(self, net:nn.Module, n_latent:int):
+    "Base class: a network `net` from latent codes (B,Z) to image logits (B,C,H,W)."
+    def __init__(self, net:nn.Module, n_latent:int,
+                 image_shape:tuple=(1, 28, 28)): # (C,H,W) of the logits `net` returns
         super().__init__()
-        self.n_latent, self.net = n_latent, net
+        self.n_latent, self.image_shape, self.net = n_latent, check_image_shape(image_shape), net
 
-    def forward(self, z:Tensor)->Tensor: # (B,Z) -> (B,1,28,28) logits
+    def forward(self, z:Tensor)->Tensor: # (B,Z) -> (B,C,H,W) logits
         check_latent(z, self.n_latent)
         return self.net(z)
 
 class MLPDecoder(ImageDecoder):
-    "Decoder p(x|z) with ReLU hidden layers: Z -> n_hidden -> 784 logits; 400 units is PyTorch's VAE example."
+    "Decoder p(x|z) with ReLU hidden layers: Z -> n_hidden -> C*H*W (784) logits; 400 units is PyTorch's VAE example."
     def __init__(self,
         n_latent:int=20,  # latent dimensions Z
         n_hidden:int|tuple=400, # hidden units, or a tuple for several layers (the encoder's, mirrored: listed from the image side)
+        image_shape:tuple=(1, 28, 28), # (C,H,W) of the images
     ):
-        hidden = hidden_sizes(n_hidden)[::-1]  # the encoder's layers in reverse: (200, 100) decodes Z -> 100 -> 200 -> 784
-        super().__init__(nn.Sequential(mlp(n_latent, *hidden, 784),    # (B,Z) -> (B,784)
-                                       nn.Unflatten(1, (1, 28, 28))),  # (B,1,28,28)
-                         n_latent)
+        hidden, image_shape = hidden_sizes(n_hidden)[::-1], check_image_shape(image_shape)  # (200, 100) decodes Z -> 100 -> 200 -> 784
+        super().__init__(nn.Sequential(mlp(n_latent, *hidden, math.prod(image_shape)), # (B,Z) -> (B,C*H*W)
+                                       nn.Unflatten(1, image_shape)),                  # (B,C,H,W)
+                         n_latent, image_shape)
 
 class ConvDecoder(ImageDecoder):
-    "Decoder p(x|z): two linear layers to a 7x7 map, two stride-2 transposed convolutions to 28x28 logits."
+    "Decoder p(x|z): two linear layers to a small map (7x7 for 28x28), stride-2 transposed convolutions up to the image's logits."
     def __init__(self,
         n_latent:int=20,  # latent dimensions Z
         n_hidden:int=256, # hidden units of the first linear layer
+        image_shape:tuple=(1, 28, 28), # (C,H,W) of the images: square, 28, 32, 64, ... (see `conv_image`)
     ):
-        super().__init__(conv_image(n_latent, n_hidden), n_latent)
+        super().__init__(conv_image(n_latent, n_hidden, out_shape=image_shape), n_latent, image_shape)

@@ -12,7 +12,7 @@ __all__ = ['LOGVAR_MIN', 'LOGVAR_MAX', 'log_normal', 'gaussian_head', 'split_gau
 import math
 import torch
 from torch import nn, Tensor
-from .autoencoder import mlp, conv_features
+from .autoencoder import mlp, conv_features, check_image_shape
 
 # %% ../nbs/02_encoder.ipynb #d4bd9b42
 def log_normal(
@@ -46,23 +46,25 @@ def split_gaussian(
 def check_input(
     x:Tensor,          # the batch to check
     what:str='images', # its name, for the message
+    shape:tuple=(1, 28, 28), # the (C,H,W) each image must have
 ):
-    "Raise a clear error unless `x` is a float tensor (B,1,28,28); reads no values, so it never waits for the GPU."
+    "Raise a clear error unless `x` is a float tensor (B,C,H,W) of the given `shape`; reads no values, so it never waits for the GPU."
     if not isinstance(x, Tensor): raise TypeError(f"{what}: expected a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point(): raise TypeError(f"{what}: expected float values in [0,1], got dtype {x.dtype} (use to_float)")
-    if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
-        raise ValueError(f"{what}: expected shape (B,1,28,28), got {tuple(x.shape)}")
+    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(shape):
+        raise ValueError(f"{what}: expected shape (B,{','.join(map(str, shape))}), got {tuple(x.shape)}")
 
 class GaussianEncoder(nn.Module):
     "Base class: a `body` from images to features, and a Gaussian head to (mu, logvar)."
-    def __init__(self, body:nn.Module, n_features:int, n_latent:int):
+    def __init__(self, body:nn.Module, n_features:int, n_latent:int,
+                 image_shape:tuple=(1, 28, 28)): # (C,H,W) of the images `body` takes
         super().__init__()
-        self.n_latent = n_latent
-        self.body = body                                  # (B,1,28,28) -> (B,n_features)
+        self.n_latent, self.image_shape = n_latent, check_image_shape(image_shape)
+        self.body = body                                  # (B,C,H,W) -> (B,n_features)
         self.head = gaussian_head(n_features, n_latent)  # (B,n_features) -> (B,2Z)
 
-    def forward(self, x:Tensor)->tuple: # (B,1,28,28) images in [0,1] -> mu (B,Z), logvar (B,Z)
-        check_input(x)
+    def forward(self, x:Tensor)->tuple: # (B,C,H,W) images in [0,1] -> mu (B,Z), logvar (B,Z)
+        check_input(x, shape=self.image_shape)
         return split_gaussian(self.head(self.body(x)))
 
 def hidden_sizes(
@@ -75,18 +77,20 @@ def hidden_sizes(
     return sizes
 
 class MLPEncoder(GaussianEncoder):
-    "Gaussian encoder q(z|x) with ReLU hidden layers: 784 -> n_hidden -> (mu, logvar); 400 units is PyTorch's VAE example."
+    "Gaussian encoder q(z|x) with ReLU hidden layers: C*H*W (784) -> n_hidden -> (mu, logvar); 400 units is PyTorch's VAE example."
     def __init__(self,
         n_latent:int=20,  # latent dimensions Z
         n_hidden:int|tuple=400, # hidden units, or a tuple for several layers, e.g. (200, 200) as in Burda et al. (2016)
+        image_shape:tuple=(1, 28, 28), # (C,H,W) of the images; flattened to C*H*W inputs
     ):
-        hidden = hidden_sizes(n_hidden)
-        super().__init__(nn.Sequential(nn.Flatten(), mlp(784, *hidden), nn.ReLU()), hidden[-1], n_latent)
+        hidden, image_shape = hidden_sizes(n_hidden), check_image_shape(image_shape)
+        super().__init__(nn.Sequential(nn.Flatten(), mlp(math.prod(image_shape), *hidden), nn.ReLU()), hidden[-1], n_latent, image_shape)
 
 class ConvEncoder(GaussianEncoder):
-    "Gaussian encoder q(z|x): two stride-2 convolutions and a linear layer to features, then (mu, logvar)."
+    "Gaussian encoder q(z|x): stride-2 convolutions (two for 28x28) and a linear layer to features, then (mu, logvar)."
     def __init__(self,
         n_latent:int=20,  # latent dimensions Z
         n_hidden:int=256, # size of the feature vector
+        image_shape:tuple=(1, 28, 28), # (C,H,W) of the images: square, 28, 32, 64, ... (see `conv_features`)
     ):
-        super().__init__(conv_features(n_hidden), n_hidden, n_latent)
+        super().__init__(conv_features(n_hidden, in_shape=image_shape), n_hidden, n_latent, image_shape)

@@ -17,14 +17,14 @@ from torch import nn, Tensor
 from fastai.torch_core import default_device
 from . import __version__
 from .data import check_count, check_finite, check_images, trace_pipeline, write_atomic
-from .encoder import MLPEncoder, ConvEncoder, hidden_sizes
+from .encoder import MLPEncoder, ConvEncoder, hidden_sizes, check_image_shape
 from .sampling import reparameterize
 from .decoder import MLPDecoder, ConvDecoder, check_latent
 
 # %% ../nbs/06_vae.ipynb #b8f443fe
 class VAEOutput(NamedTuple):
     "What a VAE's forward pass returns: everything the loss and the monitors need."
-    logits:Tensor # (B,1,28,28) decoder logits for the sampled z
+    logits:Tensor # (B,C,H,W) decoder logits for the sampled z
     mu:Tensor     # (B,Z) means of q(z|x)
     logvar:Tensor # (B,Z) log-variances of q(z|x)
     z:Tensor      # (B,Z) the sample that was decoded
@@ -37,14 +37,17 @@ class VAE(nn.Module):
     def __init__(self,
         n_latent:int=20,  # latent dimensions Z
         n_hidden:int|tuple=400, # hidden units of the encoder and of the decoder; a tuple for several layers, e.g. (200, 200)
+        image_shape:tuple=(1, 28, 28), # (C,H,W) of the images, e.g. (3, 32, 32); a list (from a checkpoint's JSON) is accepted
     ):
         super().__init__()
         n_latent = check_count(n_latent, 'n_latent')
         hidden_sizes(n_hidden)  # a clear error for a bad size, before any layer is built
+        image_shape = check_image_shape(image_shape)
         self.config = dict(n_latent=n_latent, n_hidden=n_hidden)  # constructor arguments, saved with checkpoints
-        self.n_latent = n_latent
-        self.encoder = self.encoder_cls(n_latent, n_hidden)  # (B,1,28,28) -> mu, logvar (B,Z)
-        self.decoder = self.decoder_cls(n_latent, n_hidden)  # (B,Z) -> logits (B,1,28,28)
+        if image_shape != (1, 28, 28): self.config['image_shape'] = list(image_shape)  # only when not MNIST's: JSON-friendly
+        self.n_latent, self.image_shape = n_latent, image_shape
+        self.encoder = self.encoder_cls(n_latent, n_hidden, image_shape=image_shape)  # (B,C,H,W) -> mu, logvar (B,Z)
+        self.decoder = self.decoder_cls(n_latent, n_hidden, image_shape=image_shape)  # (B,Z) -> logits (B,C,H,W)
 
     @property
     def device(self)->torch.device: return next(self.parameters()).device
@@ -57,11 +60,11 @@ class VAE(nn.Module):
         return x.to(self.device, self.dtype)
 
     def encode(self, x:Tensor)->tuple:
-        "The posterior q(z|x) of images (B,1,28,28) in [0,1]: mu and logvar, each (B,Z)."
+        "The posterior q(z|x) of images (B,C,H,W) in [0,1]: mu and logvar, each (B,Z)."
         return self.encoder(self._user_input(x))
 
     def decode(self, z:Tensor)->Tensor:
-        "Logits (B,1,28,28) of p(x|z) for codes `z` (B,Z), which must be finite."
+        "Logits (B,C,H,W) of p(x|z) for codes `z` (B,Z), which must be finite."
         check_latent(z, self.n_latent); check_finite(z, 'latent codes')  # a user's codes: values read once, here
         return self._decode(z.to(self.device, self.dtype))
 
@@ -79,7 +82,7 @@ class VAE(nn.Module):
     def sample(self,
         n:int,                  # how many images
         generator:torch.Generator|None=None, # draws the codes (on its own device); None: torch's global generator
-    )->Tensor:                  # (n,1,28,28) in [0,1]
+    )->Tensor:                  # (n,C,H,W) in [0,1]
         "New images: the Bernoulli means sigmoid(decode(z)) for codes z drawn from the prior N(0,I)."
         n = check_count(n, 'n')
         device = self.device if generator is None else generator.device
@@ -87,7 +90,7 @@ class VAE(nn.Module):
         return torch.sigmoid(self._decode(z.to(self.device, self.dtype)))  # codes we drew: no need to read them
 
     @torch.no_grad()
-    def reconstruct(self, x:Tensor)->Tensor: # (B,1,28,28) in [0,1] -> (B,1,28,28) in [0,1]
+    def reconstruct(self, x:Tensor)->Tensor: # (B,C,H,W) in [0,1] -> (B,C,H,W) in [0,1]
         "Reconstructions sigmoid(decode(mu)): the decoder's mean image at the centre of q(z|x), without sampling."
         mu, _ = self.encode(x)
         return torch.sigmoid(self._decode(mu))  # the encoder's means: no need to read them again
@@ -108,7 +111,8 @@ class ConvVAE(VAE):
     def __init__(self,
         n_latent:int=20,  # latent dimensions Z
         n_hidden:int=256, # size of the encoder's feature vector and of the decoder's first hidden layer
-    ): super().__init__(n_latent, check_count(n_hidden, 'n_hidden'))  # one size: the MLP's tuples do not apply
+        image_shape:tuple=(1, 28, 28), # (C,H,W) of the images: square, side 28, 32, 64, ... (lesson 01's `conv_features`)
+    ): super().__init__(n_latent, check_count(n_hidden, 'n_hidden'), image_shape)  # one size: the MLP's tuples do not apply
 
 # %% ../nbs/06_vae.ipynb #c945148b
 MODELS = {'VAE': VAE, 'ConvVAE': ConvVAE}  # the classes a checkpoint can name; add yours here
