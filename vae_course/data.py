@@ -8,8 +8,9 @@ Docs: https://vae-course.github.io/vae_course/data.html.md"""
 __all__ = ['IDX_UBYTE', 'MAX_IDX_BYTES', 'DATASETS', 'SPLIT_FILES', 'SPLIT_SIZES', 'BINARIZE', 'in_test', 'DataFileError',
            'read_idx', 'DatasetInfo', 'dataset_info', 'display_path', 'find_idx_files', 'ImageDataset', 'DownloadError',
            'cache_dir', 'write_atomic', 'fetch_file', 'download_idx', 'MissingDataWarning', 'mnist_sample',
-           'load_dataset', 'show_grid', 'class_examples', 'to_float', 'binarize_fixed', 'binarize_once', 'check_count',
-           'check_finite', 'check_images', 'TensorBatches', 'dls_from_tensors', 'get_dls', 'trace_pipeline']
+           'load_dataset', 'to_hwc', 'show_image', 'show_grid', 'class_examples', 'to_float', 'binarize_fixed',
+           'binarize_once', 'check_count', 'check_finite', 'check_images', 'TensorBatches', 'dls_from_tensors',
+           'get_dls', 'trace_pipeline']
 
 # %% ../nbs/00_data.ipynb #ee85ca70
 import gzip, hashlib, importlib.util, math, numbers, os, struct, sys, threading, time, urllib.error, urllib.request, warnings, zlib
@@ -358,24 +359,45 @@ def load_dataset(
     return mnist_sample(split)
 
 # %% ../nbs/00_data.ipynb #d2f98285
+def to_hwc(
+    image:Tensor, # one image: (C,H,W) with C = 1 or 3, or (H,W)
+)->Tensor:        # (H,W) grayscale or (H,W,3) colour, what matplotlib and PIL take
+    "One image, channels first as in the course, in the layout of image libraries: (H,W) or (H,W,3)."
+    if image.ndim == 3 and image.shape[0] == 1: return image[0]                 # (1,H,W) -> (H,W)
+    if image.ndim == 3 and image.shape[0] == 3: return image.permute(1, 2, 0)   # (3,H,W) -> (H,W,3)
+    if image.ndim == 2: return image
+    raise ValueError(f"expected one image (H,W), (1,H,W) or (3,H,W), got {tuple(image.shape)}")
+
+def show_image(
+    image:Tensor,  # one image in [0,1]: (C,H,W) with C = 1 (grayscale) or 3 (RGB), or (H,W)
+    ax=None,       # matplotlib axes to draw on; a new figure when None
+    title:str|None=None, # title above the image
+    **kwargs,      # passed to `ax.set_title`, e.g. fontsize
+):
+    "Show one image: grayscale with the gray colormap, colour as RGB."
+    x = to_hwc(image.detach().float().cpu())  # (H,W) or (H,W,3)
+    if ax is None: _, ax = plt.subplots()
+    ax.imshow(x.clamp(0, 1), cmap='gray', vmin=0, vmax=1, interpolation='nearest')  # the colormap applies to grayscale only
+    ax.set_axis_off()
+    if title: ax.set_title(title, **kwargs)
+    return ax
+
 def show_grid(
-    images:Tensor,   # (B,1,H,W) floats in [0,1], or (B,H,W) uint8
+    images:Tensor,   # (B,C,H,W) floats in [0,1] with C = 1 (grayscale) or 3 (RGB), or uint8 (B,H,W) or (B,C,H,W)
     nrow:int=10,     # images per row
     title:str|None=None, # title above the grid
     ax=None,         # matplotlib axes to draw on; a new figure when None
     scale:float=0.6, # inches per image in a new figure
 ):
-    "Show a batch of images as one grid, black on white ink as in the data."
+    "Show a batch of images as one grid: grayscale with the gray colormap, colour as RGB."
     from torchvision.utils import make_grid
     x = images.detach().float().cpu()
-    if x.dtype == torch.uint8 or x.max() > 1: x = x/255
+    if images.dtype == torch.uint8 or x.max() > 1: x = x/255
     if x.ndim == 3: x = x[:, None]  # (B,H,W) -> (B,1,H,W)
-    grid = make_grid(x, nrow=nrow, padding=1, pad_value=0.5)[0]
+    if x.ndim != 4 or x.shape[1] not in (1, 3): raise ValueError(f"expected images (B,H,W), (B,1,H,W) or (B,3,H,W), got {tuple(images.shape)}")
+    grid = make_grid(x, nrow=nrow, padding=1, pad_value=0.5)[:x.shape[1]]  # (C,H',W'): make_grid repeats one channel three times
     if ax is None: _, ax = plt.subplots(figsize=(scale*nrow, scale*math.ceil(len(x)/nrow)))
-    ax.imshow(grid, cmap='gray', vmin=0, vmax=1, interpolation='nearest')
-    ax.set_axis_off()
-    if title: ax.set_title(title)
-    return ax
+    return show_image(grid, ax, title)
 
 # %% ../nbs/00_data.ipynb #c9de97b4
 def class_examples(ds:ImageDataset, per_class:int=10)->Tensor:
@@ -384,12 +406,14 @@ def class_examples(ds:ImageDataset, per_class:int=10)->Tensor:
 
 # %% ../nbs/00_data.ipynb #2f864f5e
 def to_float(
-    images:Tensor, # (N,28,28) or (N,1,28,28) uint8, 0-255
-)->Tensor:         # (N,1,28,28) float32 in [0,1]
-    "Raw uint8 images to float tensors (N,1,H,W) in [0,1]."
+    images:Tensor, # uint8, 0-255: (N,H,W) grayscale, or (N,C,H,W) with C channels (1 grayscale, 3 RGB)
+)->Tensor:         # (N,C,H,W) float32 in [0,1]; (N,H,W) becomes (N,1,H,W)
+    "Raw uint8 images to float tensors (N,C,H,W) in [0,1]."
     if images.dtype != torch.uint8: raise TypeError(f"expected uint8 images (0-255), got {images.dtype}")
     if images.ndim == 3: images = images[:, None]  # (N,H,W) -> (N,1,H,W)
-    if images.ndim != 4 or images.shape[1] != 1: raise ValueError(f"expected (N,28,28) or (N,1,28,28) images, got {tuple(images.shape)}")
+    if images.ndim != 4: raise ValueError(f"expected (N,H,W) or (N,C,H,W) images, got {tuple(images.shape)}")
+    if images.shape[-1] in (1, 3, 4) and images.shape[1] > 4:
+        raise ValueError(f"expected channels first (N,C,H,W), got {tuple(images.shape)}: channels last? use images.permute(0, 3, 1, 2)")
     return images.float()/255
 
 # %% ../nbs/00_data.ipynb #e574b269

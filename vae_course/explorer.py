@@ -18,7 +18,7 @@ import torch, pandas as pd, matplotlib.pyplot as plt, ipywidgets as widgets
 from torch import Tensor
 from PIL import Image
 from . import __version__
-from .data import show_grid, check_count, check_images, write_atomic
+from .data import show_grid, show_image, to_hwc, check_count, check_images, write_atomic
 from .losses import kl_per_dim
 from .model import CheckpointError, load_checkpoint
 
@@ -107,20 +107,20 @@ def kl_order(model, images:Tensor)->list:
     return kl_per_dim(mu, logvar).mean(0).argsort(descending=True).tolist()
 
 def to_png(
-    image:Tensor, # (1,H,W) or (H,W) in [0,1]
+    image:Tensor, # in [0,1]: (1,H,W) or (H,W) grayscale, or (3,H,W) colour
     scale:int=6,  # enlargement, nearest-neighbour
-)->bytes:
+)->bytes:         # a grayscale ('L') or RGB PNG file
     "An image as PNG bytes, enlarged so its pixels stay sharp."
-    pixels = (image.detach().float().cpu().squeeze().clamp(0, 1)*255).round().byte().numpy()
+    pixels = (to_hwc(image.detach().float().cpu()).clamp(0, 1)*255).round().byte().numpy()  # (H,W) or (H,W,3)
     buffer = io.BytesIO()
-    Image.fromarray(pixels, 'L').resize((pixels.shape[1]*scale, pixels.shape[0]*scale), Image.NEAREST).save(buffer, 'PNG')
+    Image.fromarray(pixels, 'L' if pixels.ndim == 2 else 'RGB').resize((pixels.shape[1]*scale, pixels.shape[0]*scale), Image.NEAREST).save(buffer, 'PNG')
     return buffer.getvalue()
 
 class LatentSliders:
     "An ipywidgets panel: a slider per latent dimension (most KL first) and the decoded image, updated as they move."
     def __init__(self,
         model,                 # a trained VAE
-        images:Tensor|None=None, # (N,1,28,28) images in [0,1] to encode; they also order the sliders by KL
+        images:Tensor|None=None, # (N,C,H,W) images in [0,1] to encode, the model's shape; they also order the sliders by KL
         n_sliders:int|None=None, # show only the first this many dimensions (default: all)
         limit:float=4.,        # sliders run from -limit to +limit
         scale:int=8,           # enlargement of the shown image
@@ -135,7 +135,8 @@ class LatentSliders:
         self.sliders = [widgets.FloatSlider(0., min=-limit, max=limit, step=0.05, description=f'z[{d}]', continuous_update=True,
                                             layout=widgets.Layout(width='320px')) for d in self.dims]
         for slider, d in zip(self.sliders, self.dims): slider.observe(partial(self._on_slide, d), names='value')
-        self.image = widgets.Image(format='png', width=28*scale, height=28*scale)
+        _, height, width = self.decoded().shape  # the model's image shape (C,H,W), from one decoding
+        self.image = widgets.Image(format='png', width=width*scale, height=height*scale)
         self.random_button = widgets.Button(description='random z ~ N(0, I)')
         self.random_button.on_click(lambda _: self.random())
         controls = [self.image, self.random_button]
@@ -149,10 +150,10 @@ class LatentSliders:
 
     @torch.no_grad()
     def decoded(self)->Tensor:
-        "The image (1,28,28) that the decoder makes of the current `z`: sigmoid of its logits."
+        "The image (C,H,W) that the decoder makes of the current `z`: sigmoid of its logits."
         return torch.sigmoid(self.model.decode(self.z[None].to(self.model.device)))[0].cpu()
     def _render(self):
-        self.shown = self.decoded()  # (1,28,28) what the panel shows
+        self.shown = self.decoded()  # (C,H,W) what the panel shows
         self.image.value = to_png(self.shown, self.scale)
     def _on_slide(self, dim, change):
         if self._quiet: return
@@ -177,7 +178,7 @@ class LatentSliders:
     def snapshot(self, title:str=''):
         "A static picture of the panel (the decoded image and the slider values), for pages where widgets cannot run."
         fig, axs = plt.subplots(1, 2, figsize=(9, 3), gridspec_kw=dict(width_ratios=[1, 2]))
-        axs[0].imshow(self.shown.squeeze(), cmap='gray', vmin=0, vmax=1); axs[0].set_axis_off(); axs[0].set_title(title or 'decoded image')
+        show_image(self.shown, axs[0], title or 'decoded image')  # grayscale with the gray colormap, colour as RGB
         axs[1].barh(range(len(self.dims)), [self.z[d].item() for d in self.dims]); axs[1].invert_yaxis()
         axs[1].set_yticks(range(len(self.dims)), [f'z[{d}]' for d in self.dims], fontsize=7)
         axs[1].set_xlim(-self.limit, self.limit); axs[1].set_xlabel('slider value'); axs[1].set_title('sliders (most KL at the top)')
@@ -195,7 +196,7 @@ def traversal(
     z0:Tensor,        # (Z,) the fixed point
     dims:list,        # the dimensions to sweep, one row each
     values:Tensor=torch.linspace(-3, 3, 9), # the values each swept dimension takes
-)->Tensor:            # (len(dims)*len(values),1,28,28) decoded images, row by row
+)->Tensor:            # (len(dims)*len(values),C,H,W) decoded images, row by row
     "Decode `z0` with one dimension at a time swept through `values`."
     z = z0.detach().cpu().repeat(len(dims)*len(values), 1)  # (rows*cols,Z)
     for i, d in enumerate(dims): z[i*len(values):(i+1)*len(values), d] = values
@@ -203,15 +204,24 @@ def traversal(
 
 # %% ../nbs/10_latent_explorer.ipynb #6f125886
 @torch.no_grad()
-def plot_latent_map(model, images:Tensor, labels:Tensor, classes:list|None=None, ax=None):
+def plot_latent_map(
+    model,                 # a trained VAE with 2 latent dimensions
+    images:Tensor,         # (N,C,H,W) images in [0,1], the model's shape
+    labels:Tensor|None=None, # (N,) integer class of each image; None: one colour, no legend
+    classes:list|None=None,  # the classes' names, for the legend (default: their numbers)
+    ax=None,               # matplotlib axes to draw on; a new figure when None
+):
     "Scatter the posterior means (2-D) of `images`, coloured by label."
     if model.n_latent != 2: raise ValueError(f"a latent map needs a model with 2 latent dimensions, this one has {model.n_latent}")
     mu, _ = model.encode(images.to(model.device))
     mu = mu.cpu()
     if ax is None: _, ax = plt.subplots(figsize=(6.5, 5.5))
-    points = ax.scatter(mu[:, 0], mu[:, 1], c=labels, cmap='tab10', s=3, alpha=0.7)
-    handles = [plt.Line2D([], [], marker='o', ls='', color=points.cmap(points.norm(c))) for c in range(10)]
-    ax.legend(handles, classes or range(10), fontsize=7, loc='upper right', markerscale=1.2)
+    if labels is None: ax.scatter(mu[:, 0], mu[:, 1], s=3, alpha=0.7)
+    else:
+        n_classes = len(classes) if classes else int(labels.max()) + 1
+        points = ax.scatter(mu[:, 0], mu[:, 1], c=labels, cmap='tab10' if n_classes <= 10 else 'tab20', s=3, alpha=0.7)
+        handles = [plt.Line2D([], [], marker='o', ls='', color=points.cmap(points.norm(c))) for c in range(n_classes)]
+        ax.legend(handles, classes or range(n_classes), fontsize=7, loc='upper right', markerscale=1.2)
     ax.set_xlabel('z[0] (posterior mean)'); ax.set_ylabel('z[1] (posterior mean)')
     return ax
 
@@ -228,7 +238,7 @@ def manifold(
     model,         # a trained VAE with 2 latent dimensions
     n:int=20,      # images per side
     p:float=0.05,  # the grid spans the prior's quantiles p to 1-p in each dimension
-)->Tensor:         # (n*n,1,28,28), rows from top (high z[1]) to bottom
+)->Tensor:         # (n*n,C,H,W), rows from top (high z[1]) to bottom
     "Decode an n x n grid of latent points evenly spaced in the prior's quantiles."
     if model.n_latent != 2: raise ValueError(f"a manifold grid needs a model with 2 latent dimensions, this one has {model.n_latent}")
     q = manifold_axis(n, p)                                                  # (n,)

@@ -22,9 +22,9 @@ from .training import count_active
 
 # %% ../nbs/08_evaluation.ipynb #78076195
 def _images(data, bs:int=256):
-    "Image batches (B,1,H,W) from a loader, an iterable of batches or of (x, ...) tuples, or a tensor of images (split into batches of `bs`)."
+    "Image batches (B,C,H,W) from a loader, an iterable of batches or of (x, ...) tuples, or a tensor of images (split into batches of `bs`)."
     if isinstance(data, Tensor):
-        if data.ndim != 4: raise ValueError(f"a tensor of images must have shape (N,1,H,W), got {tuple(data.shape)}")
+        if data.ndim != 4: raise ValueError(f"a tensor of images must have shape (N,C,H,W), got {tuple(data.shape)}")
         yield from data.split(bs)
         return
     for batch in data: yield batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -35,7 +35,7 @@ def _no_batches(data): return ValueError(f"the data gave no images (got {type(da
 
 def encode_dataset(
     model:nn.Module, # a VAE: `encode(x) -> (mu, logvar)`
-    data,            # a loader, an iterable of batches, or a tensor (N,1,28,28) in [0,1]
+    data,            # a loader, an iterable of batches, or a tensor (N,C,H,W) in [0,1]
 )->tuple:            # mu (N,Z), logvar (N,Z), on the CPU
     "The parameters of q(z|x) for every image."
     mus, logvars = [], []
@@ -48,7 +48,7 @@ def encode_dataset(
 
 def elbo_per_image(
     model:nn.Module,   # a VAE: `encode`, `decode`
-    data,              # a loader, an iterable of batches, or a tensor (N,1,28,28) in [0,1]
+    data,              # a loader, an iterable of batches, or a tensor (N,C,H,W) in [0,1]
     n_samples:int=1,   # draws of z per image for the reconstruction term
     generator:torch.Generator|None=None, # draws z, on the model's device; None: torch's global generator
     likelihood:str='bernoulli', # the likelihood the model was trained with: 'bernoulli' or 'gaussian'
@@ -108,7 +108,7 @@ def gap_verdict(
 # %% ../nbs/08_evaluation.ipynb #21ff94e6
 def active_units(
     model:nn.Module,      # a VAE: `encode(x) -> (mu, logvar)`
-    data,                 # a loader, an iterable of batches, or a tensor (N,1,28,28) in [0,1]
+    data,                 # a loader, an iterable of batches, or a tensor (N,C,H,W) in [0,1]
     threshold:float=0.01, # a dimension is active when the variance of its posterior mean exceeds it
 )->tuple:                 # (number of active dimensions, (Z,) variance over the data of each posterior mean)
     "How many latent dimensions are active (Burda et al., 2016), and the variance of each dimension's posterior mean."
@@ -122,31 +122,31 @@ def _active(mu:Tensor, threshold:float)->tuple: # (N,Z) posterior means -> (coun
 # %% ../nbs/08_evaluation.ipynb #7140cbe2
 def log_weights(
     model:nn.Module,   # a VAE: `encode`, `decode`
-    x:Tensor,          # (B,1,28,28) images in [0,1]
+    x:Tensor,          # (B,C,H,W) images in [0,1]
     k:int=1000,        # importance samples per image
-    chunk:int|None=None, # samples decoded per pass (memory: chunk*B decoded images); None: about 8192/B
+    chunk:int|None=None, # samples decoded per pass (memory: chunk*B decoded images); None: about 6.4 million decoded pixels (8192/B for 28x28 images)
     generator:torch.Generator|None=None, # draws z, on the model's device; None: torch's global generator
     likelihood:str='bernoulli', # the likelihood the model was trained with: 'bernoulli' or 'gaussian'
     sigma:float=0.1,   # standard deviation of the Gaussian likelihood
 )->Tensor:             # (k,B) log w = log p(x|z_k) + log p(z_k) - log q(z_k|x), in nats
     "Log importance weights of `k` samples from q(z|x) for each image, decoded `chunk` samples at a time."
     if k < 1: raise ValueError(f"k must be at least 1 importance sample, got {k}")
-    if x.ndim != 4 or len(x) == 0: raise ValueError(f"x must be a non-empty batch of images (B,1,28,28), got shape {tuple(x.shape)}")
+    if x.ndim != 4 or len(x) == 0: raise ValueError(f"x must be a non-empty batch of images (B,C,H,W), got shape {tuple(x.shape)}")
     x = x.to(_device(model))
-    chunk = chunk or max(1, 8192//len(x))
+    chunk = chunk or max(1, 8192*784//(len(x)*x[0].numel()))  # 8192//B for MNIST; fewer for larger images
     out = []
     with evaluating(model):
         mu, logvar = model.encode(x)                                                    # (B,Z) each
         for start in range(0, k, chunk):
             n = min(chunk, k - start)
             z = reparameterize(mu.expand(n, *mu.shape), logvar.expand(n, *mu.shape), generator)  # (n,B,Z)
-            logits = model.decode(z.flatten(0, 1)).view(n, *x.shape)                   # (n,B,1,28,28)
+            logits = model.decode(z.flatten(0, 1)).view(n, *x.shape)                   # (n,B,C,H,W)
             out.append(log_importance_weights(logits, x, z, mu, logvar, likelihood, sigma))  # (n,B), lesson 05
     return torch.cat(out)                                                               # (k,B)
 
 def iw_nll(
     model:nn.Module,   # a VAE: `encode`, `decode`
-    x:Tensor,          # (B,1,28,28) images in [0,1]
+    x:Tensor,          # (B,C,H,W) images in [0,1]
     k:int=1000,        # importance samples per image
     chunk:int|None=None, # samples decoded per pass, see `log_weights`
     generator:torch.Generator|None=None, # draws z; None: torch's global generator
@@ -158,7 +158,7 @@ def iw_nll(
 
 def iw_nll_dataset(
     model:nn.Module,   # a VAE: `encode`, `decode`
-    data,              # a loader, an iterable of batches, or a tensor (N,1,28,28) in [0,1]
+    data,              # a loader, an iterable of batches, or a tensor (N,C,H,W) in [0,1]
     k:int=1000,        # importance samples per image
     chunk:int|None=None, # samples decoded per pass, see `log_weights`
     generator:torch.Generator|None=None, # draws z; None: torch's global generator
@@ -185,10 +185,10 @@ def _count(data)->int|None:
 
 # %% ../nbs/08_evaluation.ipynb #c81286c1
 def pick_images(
-    data,          # a loader, an iterable of batches, or a tensor (N,1,28,28)
+    data,          # a loader, an iterable of batches, or a tensor (N,C,H,W)
     n:int,         # how many images
     seed:int=0,    # seeds the choice
-)->Tensor:         # (n,1,28,28) on the CPU, in the data's order; all N images when N <= n
+)->Tensor:         # (n,C,H,W) on the CPU, in the data's order; all N images when N <= n
     "`n` images chosen at random, without replacement, from a dataset."
     x = torch.cat([xb.cpu() for xb in _images(data)])
     if n >= len(x): return x
@@ -216,8 +216,8 @@ def mean_pairwise_distance(
 
 def diversity(
     model:nn.Module,     # a VAE: its encoder maps images to the latent space
-    samples:Tensor,      # (N,1,28,28) generated images in [0,1]
-    real:Tensor,         # (M,1,28,28) real images in [0,1]
+    samples:Tensor,      # (N,C,H,W) generated images in [0,1]
+    real:Tensor,         # (M,C,H,W) real images in [0,1]
     max_n:int|None=1000, # images used for each mean pairwise distance
 )->dict:                 # {'pixel': {...}, 'latent': {...}}, each with samples, real and ratio = samples/real
     "Diversity of samples against real images: mean pairwise distances in pixel space and between encoder means."
@@ -280,19 +280,25 @@ def slerp(
 
 INTERPOLATIONS = {'linear': lerp, 'spherical': slerp}
 
+def _one_image(x:Tensor, name:str)->Tensor: # (C,H,W) or (1,C,H,W) -> (1,C,H,W)
+    "One image as a batch of one, or a clear error."
+    if x.ndim == 3: x = x[None]
+    if x.ndim != 4 or len(x) != 1: raise ValueError(f"{name} must be one image (C,H,W) or (1,C,H,W), got shape {tuple(x.shape)}")
+    return x
+
 def interpolate(
     model:nn.Module,  # a VAE: `encode`, `decode`
-    x0:Tensor,        # the start image, (1,28,28) or (1,1,28,28), in [0,1]
+    x0:Tensor,        # the start image, (C,H,W) or (1,C,H,W), in [0,1]
     x1:Tensor,        # the end image
     n:int=10,         # images in the strip, both ends included
     method:str='linear', # 'linear' (lerp) or 'spherical' (slerp) between the posterior means
-)->Tensor:            # (n,1,28,28) decoded images in [0,1]: the decoder's Bernoulli means
+)->Tensor:            # (n,C,H,W) decoded images in [0,1]: the decoder's Bernoulli means
     "Decode `n` codes evenly spaced on a path between the posterior means of two images."
     if method not in INTERPOLATIONS: raise ValueError(f"method must be one of {list(INTERPOLATIONS)}, got {method!r}")
     if n < 2: raise ValueError(f"n must be at least 2 (the two ends), got {n}")
-    for name, x in (('x0', x0), ('x1', x1)):
-        if x.numel() != 784: raise ValueError(f"{name} must be one image (1,28,28) or (1,1,28,28), got shape {tuple(x.shape)}")
-    x = torch.cat([x0.reshape(1, 1, 28, 28), x1.reshape(1, 1, 28, 28)])  # (2,1,28,28)
+    x0, x1 = _one_image(x0, 'x0'), _one_image(x1, 'x1')
+    if x0.shape != x1.shape: raise ValueError(f"x0 and x1 must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}")
+    x = torch.cat([x0, x1])                                                     # (2,C,H,W)
     with evaluating(model):
         mu, _ = model.encode(x.to(_device(model)))                              # (2,Z)
         z = INTERPOLATIONS[method](mu[0], mu[1], torch.linspace(0, 1, n))     # (n,Z)
@@ -303,7 +309,7 @@ def _sem(v)->float: return float(v.std()/math.sqrt(len(v))) if len(v) > 1 else f
 
 def evaluate_vae(
     model:nn.Module,      # a trained VAE: `encode`, `decode`
-    data,                 # the evaluation images: a loader, an iterable of batches, or a tensor (N,1,28,28) in [0,1]
+    data,                 # the evaluation images: a loader, an iterable of batches, or a tensor (N,C,H,W) in [0,1]
     k:int=1000,           # importance samples per image for the log-likelihood
     iw_images:int|None=1000, # estimate the log-likelihood on this many randomly chosen images (None: all)
     ks:tuple=(1, 10, 100), # smaller K, also reported, to show the estimate tightening (empty: none)
