@@ -221,7 +221,7 @@ def plot_latent_map(
         n_classes = len(classes) if classes else int(labels.max()) + 1
         points = ax.scatter(mu[:, 0], mu[:, 1], c=labels, cmap='tab10' if n_classes <= 10 else 'tab20', s=3, alpha=0.7)
         handles = [plt.Line2D([], [], marker='o', ls='', color=points.cmap(points.norm(c))) for c in range(n_classes)]
-        ax.legend(handles, classes or range(n_classes), fontsize=7, loc='upper right', markerscale=1.2)
+        ax.legend(handles, classes or range(n_classes), fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1), markerscale=1.2)  # beside the points, not over them
     ax.set_xlabel('z[0] (posterior mean)'); ax.set_ylabel('z[1] (posterior mean)')
     return ax
 
