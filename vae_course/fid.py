@@ -292,8 +292,8 @@ def set_metrics(
     return dict(fid=fid_from_features(f_real, f_fake), kid=kid, kid_std=kid_std, precision=precision, recall=recall)
 
 def generation_metrics(
-    model,               # a generative model with `sample(n, generator=...)` returning (n,1,28,28) in [0,1], e.g. a `VAE`
-    real_images:Tensor,  # (N,1,28,28) held-out real images in [0,1], at least 2n of them (e.g. the test split)
+    model,               # a generative model with `sample(n, generator=...)` returning (n,C,H,W) in [0,1], e.g. a `VAE`
+    real_images:Tensor,  # (N,C,H,W) held-out real images in [0,1], at least 2n of them (e.g. the test split)
     n:int=1000,          # generated images, and real images in each of the two real sets
     extractor='classifier', # 'classifier', 'inception', or an nn.Module from images to features
     dataset:str='mnist', # whose classifier, for extractor='classifier'
@@ -305,10 +305,13 @@ def generation_metrics(
 )->dict:                 # JSON-friendly: the settings, the model's scores and the real-vs-real baseline
     "FID, KID, precision and recall of a model's samples against real images, with a real-vs-real baseline at the same n."
     check_images(real_images, 'real_images')
+    if extractor == 'classifier' and tuple(real_images.shape[1:]) != (1, 28, 28):
+        raise ValueError(f"the shipped classifiers read 28x28 grayscale digits or clothes, not images of shape {tuple(real_images.shape[1:])}: "
+                         "use extractor='inception' (or an nn.Module of your own)")
     if not (isinstance(n, int) and n > k): raise ValueError(f"n must be an integer above k={k}, got {n!r}")
     g = torch.Generator().manual_seed(seed)
     real_a, real_b = _real_pair(real_images, n, g)
-    samples = model.sample(n, generator=torch.Generator().manual_seed(seed))  # (n,1,28,28)
+    samples = model.sample(n, generator=torch.Generator().manual_seed(seed))  # (n,C,H,W)
     ext = feature_extractor(extractor, dataset, device)
     f_a, f_b, f_fake = (extract_features(ext, x) for x in (real_a, real_b, samples))
     kw = dict(k=k, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, seed=seed)
