@@ -10,7 +10,7 @@ __all__ = ['MODEL_CLASSES', 'MODEL_ARGS', 'MAX_K', 'HOLDOUT', 'build_parser', 'm
 
 # %% ../nbs/12_cli.ipynb #94e0c6bf
 import argparse, errno, json, math, os, shlex, sys, tempfile, time, warnings
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import torch
@@ -21,7 +21,7 @@ from .fid import EXTRACTORS, generation_metrics
 from .losses import LIKELIHOODS
 from .metrics import evaluate_vae
 from .model import VAE, ConvVAE, CheckpointError, load_checkpoint
-from .training import ELBOCSVLogger, epoch_table, resume, vae_learner
+from .training import ELBOCSVLogger, epoch_table, join_processes, resume, vae_learner, _is_main
 from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
 
@@ -207,12 +207,40 @@ def train(args)->int:
     hidden = _hidden(args)
     if args.iw_k > 1 and (args.beta != 1 or args.free_bits or args.kl_warmup):
         raise UsageError(f"--iw-k {args.iw_k} trains on the IWAE bound, which has no KL term to weigh: leave --beta, --free-bits and --kl-warmup at their defaults")
-    with _locked(out):
-        _check_writable(out)
-        return _train(args, out, hidden, _check_run_folder(args, out))
+    rank, world = join_processes()  # started by `torchrun` or `accelerate launch`: join the other processes
+    if world == 1:
+        with _locked(out):
+            _check_writable(out)
+            return _train(args, out, hidden, _check_run_folder(args, out))
+    try:
+        with _checked_by_main(args, out, rank) as saved, ExitStack() as quiet:
+            if rank:  # the main process alone prints; the others' lines and warnings would repeat its own (an error is still printed, by `main`)
+                devnull = quiet.enter_context(open(os.devnull, 'w'))
+                quiet.enter_context(redirect_stdout(devnull)); quiet.enter_context(redirect_stderr(devnull))
+                quiet.enter_context(warnings.catch_warnings()); warnings.simplefilter('ignore')
+            return _train(args, out, hidden, saved, world)
+    finally: torch.distributed.destroy_process_group()
 
-def _train(args, out:Path, hidden, saved:dict|None)->int:
-    "Train in the locked folder `out`; `saved` is the run's record when resuming."
+@contextmanager
+def _checked_by_main(args, out:Path, rank:int):
+    "Several processes: the main one holds the run folder's lock and checks the folder; the others wait for its verdict, then read the same record."
+    with ExitStack() as stack:
+        error = saved = None
+        if rank == 0:
+            try:
+                stack.enter_context(_locked(out)); _check_writable(out)
+                saved = _check_run_folder(args, out)
+            except Exception as e: error = e
+        verdict = [None if error is None else _one_line(error)]
+        torch.distributed.broadcast_object_list(verdict, src=0)  # on the process group Accelerate set up
+        if error is not None: raise error
+        if verdict[0] is not None: raise UsageError(f"the main process stopped: {verdict[0]}")
+        if rank:
+            with redirect_stdout(open(os.devnull, 'w')): saved = _check_run_folder(args, out)  # reads only; the main process printed its note
+        yield saved
+
+def _train(args, out:Path, hidden, saved:dict|None, processes:int=1)->int:
+    "Train in the locked folder `out`; `saved` is the run's record when resuming; `processes` train together, the main one writes."
     set_seed(args.seed)
     binarize = _binarize(args.binarize)
     dls = _run_dls(_run_record(args), args.root)
@@ -233,14 +261,16 @@ def _train(args, out:Path, hidden, saved:dict|None)->int:
                          else "the test split (best.pt is chosen on it, so evaluate scores last.pt)"),
                   objective=f"IWAE bound, K={args.iw_k}" if args.iw_k > 1 else 'ELBO',
                   protocol=f"{args.binarize} binarization" if binarize else 'continuous pixels in [0,1]',
-                  device=str(dls.device), vae_course=__version__, units='nats per image')
+                  device=str(dls.device), processes=processes, vae_course=__version__, units='nats per image')
     if saved is not None:  # the run's original record stays; each resume is added to it
-        record = {**saved, 'resumes': [*saved.get('resumes', []), dict(command=args.command_line, from_epoch=start, time=time.strftime('%Y-%m-%d %H:%M:%S'))]}
-    write_atomic(out/'run.json', lambda p: p.write_text(json.dumps(record, indent=2)))
+        record = {**saved, 'resumes': [*saved.get('resumes', []), dict(command=args.command_line, from_epoch=start, processes=processes, time=time.strftime('%Y-%m-%d %H:%M:%S'))]}
+    if _is_main(): write_atomic(out/'run.json', lambda p: p.write_text(json.dumps(record, indent=2)))
     print(f"data: {dls.source} ({dls.train.n:,} training, {dls.valid.n:,} validation images, {record['protocol']}); "
-          f"model: {type(model).__name__} Z={args.latent}; device: {dls.device}")
+          f"model: {type(model).__name__} Z={args.latent}; device: {dls.device}" + (f"; {processes} processes, each with its own share of the data and batches of {args.bs}" if processes > 1 else ''))
     learn.fit(args.epochs, start_epoch=start)
-    if learn.nan_guard.message: print(learn.nan_guard.message, file=sys.stderr); return 1
+    if learn.nan_guard.message:
+        if _is_main(): print(learn.nan_guard.message, file=sys.stderr)
+        return 1
     print(f"\nPer-epoch ELBO ({record['protocol']}; nats per image):")
     print(epoch_table(out/'metrics.csv').round(2).to_string())  # every epoch of the run, resumed ones too
     print(f"\nwrote {out}: " + ', '.join(sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith('.'))))

@@ -7,11 +7,12 @@ Docs: https://vae-course.github.io/vae_course/training.html.md"""
 # %% auto #0
 __all__ = ['ELBO_PARTS', 'CSV_COLUMNS', 'ELBOLoss', 'ELBOMetric', 'elbo_metrics', 'KLWarmupCallback', 'PosteriorCollapseWarning',
            'count_active', 'CollapseMonitorCallback', 'NaNGuardCallback', 'CheckpointCallback', 'resume',
-           'save_image_grid', 'SampleGridCallback', 'ELBOCSVLogger', 'vae_learner', 'epoch_table', 'plot_epochs']
+           'save_image_grid', 'SampleGridCallback', 'ELBOCSVLogger', 'ShardedBatches', 'join_processes',
+           'sharded_trainer', 'vae_learner', 'epoch_table', 'plot_epochs']
 
 # %% ../nbs/07_training.ipynb #237c8058
 import copy, math, os, warnings
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 import numpy as np, torch, pandas as pd, matplotlib.pyplot as plt
@@ -23,13 +24,31 @@ from fastai.callback.progress import CSVLogger
 from fastai.callback.tracker import TrackerCallback
 from fastai.callback.fp16 import MixedPrecision
 from fastai.optimizer import OptimWrapper
-from fastai.torch_core import default_device, find_bs, to_detach
+from fastai.torch_core import default_device, find_bs, to_detach, num_distrib, rank_distrib
+from torch.nn.parallel import DistributedDataParallel
 
 from .autoencoder import evaluating
-from .data import check_count, check_finite, check_images, show_grid, write_atomic
+from .data import TensorBatches, check_count, check_finite, check_images, show_grid, write_atomic
 from .losses import elbo_parts, iwae_bound, kl_per_dim, log_importance_weights
 from .sampling import reparameterize
 from .model import VAEOutput, save_checkpoint, load_checkpoint
+
+# %% ../nbs/07_training.ipynb #5d1e0a01
+def _n_processes()->int:
+    "How many processes train together: 1 unless a launcher started several and their process group is up."
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+def _is_main()->bool: return rank_distrib() == 0  # the process that writes files and prints (fastai's convention: RANK=0)
+
+def _sum_over_processes(t:Tensor)->Tensor:
+    "`t` summed over the processes that train together (one collective on the group Accelerate set up); `t` itself in one process."
+    if _n_processes() == 1: return t
+    t = t.clone(); torch.distributed.all_reduce(t)
+    return t
+
+def _bare(model): return model.module if isinstance(model, DistributedDataParallel) else model  # the model inside DDP's wrapper
+
 
 # %% ../nbs/07_training.ipynb #c23cf242
 class ELBOLoss:
@@ -74,15 +93,19 @@ class ELBOMetric(Metric):
     def __init__(self, part:str):
         if part not in ELBO_PARTS: raise ValueError(f"part must be one of {list(ELBO_PARTS)}, got {part!r}")
         self.part = part
-    def reset(self): self.sum, self.count = None, 0
+    def reset(self): self.sum, self.count, self._value = None, 0, None
     def accumulate(self, learn):
         p, bs = learn.loss_func.parts, len(learn.yb[0])
         for value in ((p.recon, p.kl) if self.part == 'total' else (getattr(p, self.part),)):
             if self.sum is None: self.sum = value.detach().float()*bs
             else: self.sum.add_(value.detach(), alpha=bs)  # in place, on the device: nothing is read
-        self.count += bs
+        self.count, self._value = self.count + bs, None
     @property
-    def value(self): return (self.sum/self.count).item() if self.count else None
+    def value(self):
+        if self._value is None and self.count:  # the first read of an epoch: sum and count over every process, then one read
+            total = _sum_over_processes(torch.stack([self.sum.float(), self.sum.new_tensor(float(self.count))]))
+            self._value = (total[0]/total[1]).item()
+        return self._value
     @property
     def name(self): return self.part
 
@@ -138,9 +161,12 @@ class CollapseMonitorCallback(Callback):
         self.sum_kl, self.n = self.sum_kl + kl_per_dim(mu, logvar).sum(0), self.n + len(mu)
     def after_validate(self):
         if not self.n: return
-        mean = self.sum_mu/self.n
-        mu_var = (self.sum_mu2/self.n - mean.pow(2)).clamp(min=0).cpu()  # (Z,) variance of the posterior means
-        kl = (self.sum_kl/self.n).cpu()                                  # (Z,) KL per dimension
+        z = len(self.sum_mu)  # sums over every process's validation images, in one collective
+        sums = _sum_over_processes(torch.cat([self.sum_mu, self.sum_mu2, self.sum_kl, self.sum_kl.new_tensor([float(self.n)])]))
+        sum_mu, sum_mu2, sum_kl, n = sums[:z], sums[z:2*z], sums[2*z:3*z], sums[3*z]
+        mean = sum_mu/n
+        mu_var = (sum_mu2/n - mean.pow(2)).clamp(min=0).cpu()  # (Z,) variance of the posterior means
+        kl = (sum_kl/n).cpu()                                  # (Z,) KL per dimension
         rec = dict(epoch=self.epoch, kl=kl.sum().item(), active=count_active(mu_var, self.threshold),
                    kl_per_dim=kl.tolist(), mu_var=mu_var.tolist())
         self.history.append(rec)
@@ -173,11 +199,11 @@ class NaNGuardCallback(Callback):
 
     def _snapshot(self, when:str):
         "Keep copies of the weights and the optimizer's state: the state to go back to if a later step is not finite."
-        if self.check_every == 1: return  # every batch is read before its step: nothing to undo, nothing to keep
-        self.saved = dict(when=when, model={k: v.detach().clone() for k, v in self.model.state_dict().items()},
+        if self.check_every == 1 or self.opt is None: return  # every batch read before its step, or `validate` with no optimizer: nothing to undo
+        self.saved = dict(when=when, model={k: v.detach().clone() for k, v in _bare(self.model).state_dict().items()},
                           opt=copy.deepcopy(self.opt.state_dict()))
     def _restore(self)->str:
-        self.model.load_state_dict(self.saved['model']); self.opt.load_state_dict(self.saved['opt'])
+        _bare(self.model).load_state_dict(self.saved['model']); self.opt.load_state_dict(self.saved['opt'])
         return f"The weights and the optimizer's state are put back to those at {self.saved['when']}, the last good read"
 
     def after_loss(self):  # every batch: keep the loss on the device, unread (self.learn's attributes are read directly: faster)
@@ -202,12 +228,16 @@ class NaNGuardCallback(Callback):
         self.reads += 1
         losses, weights_ok, grads_ok = values[:len(self.where)], math.isfinite(values[len(self.where)]), all(map(math.isfinite, values[len(self.where) + 1:]))
         bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+        if _n_processes() > 1:  # every process takes the same decision: the first bad batch of any of them (they run alike)
+            agreed = torch.tensor([len(losses) if bad is None else bad, weights_ok, grads_ok], dtype=torch.float32, device=weights.device)
+            torch.distributed.all_reduce(agreed, op=torch.distributed.ReduceOp.MIN)
+            bad, weights_ok, grads_ok = (None if agreed[0] == len(losses) else int(agreed[0])), bool(agreed[1]), bool(agreed[2])
         if bad is None and weights_ok and grads_ok:
             self.values, self.where = [], []
             if when is not None: self._snapshot(when)
             return
         if bad is not None:
-            (epoch, training, it), what = self.where[bad], f"the loss ({losses[bad]}) is not finite"
+            (epoch, training, it), what = self.where[bad], f"the loss ({losses[bad]}) is not finite" if not math.isfinite(losses[bad]) else "the loss of another process is not finite"
             stepped = stepped or training and it < self.learn.iter  # a step was taken with or after it
         elif not weights_ok:  # every loss was finite, but a step made the weights NaN or infinite: a gradient was not finite
             (epoch, training, it), what = self.where[-1], "the weights are not finite: a step up to here made them so, although every loss was finite (a gradient was not)"
@@ -246,16 +276,19 @@ class CheckpointCallback(TrackerCallback):
         self.path = Path(path)
     def before_fit(self):
         super().before_fit()
-        for part in self.path.glob('*.part'): part.unlink()  # debris of a run killed in the middle of a write
+        if _is_main():
+            for part in self.path.glob('*.part'): part.unlink()  # debris of a run killed in the middle of a write
     def before_epoch(self): self.skipped = False
     def after_cancel_epoch(self): self.skipped = True  # an epoch skipped by `fit(start_epoch=...)` when resuming
     def after_epoch(self):
         if self.skipped: return
-        super().after_epoch()  # sets self.best and self.new_best
+        super().after_epoch()  # sets self.best and self.new_best, in every process
+        if not _is_main(): return  # one process writes: the weights are the same in all of them
+        model = _bare(self.learn.model)
         self.path.mkdir(parents=True, exist_ok=True)
-        if self.new_best: save_checkpoint(self.learn.model, self.path/'best.pt')
-        save_checkpoint(self.learn.model, self.path/'last.pt')
-        state = dict(epoch=self.epoch, best=float(self.best), monitor=self.monitor, model=self.learn.model.state_dict(),
+        if self.new_best: save_checkpoint(model, self.path/'best.pt')
+        save_checkpoint(model, self.path/'last.pt')
+        state = dict(epoch=self.epoch, best=float(self.best), monitor=self.monitor, model=model.state_dict(),
                      opt=self.learn.opt.state_dict(), rng=_rng_states(self.dls), metrics=_csv_row(self.recorder))
         write_atomic(self.path/'last_state.pt', lambda p: torch.save(state, p))  # the commit point of the epoch
 
@@ -294,28 +327,29 @@ class SampleGridCallback(Callback):
     ): self.n, self.path, self.show_grids, self.seed = n, path, show, seed
     def before_fit(self):
         g = torch.Generator().manual_seed(self.seed)
-        self.z = torch.randn(self.n, self.model.n_latent, generator=g).to(self.dls.device)  # (n,Z) fixed draws
-        self.x = self.dls.valid.x[:self.n]                                                 # (n,1,28,28) fixed images
+        self.z = torch.randn(self.n, _bare(self.model).n_latent, generator=g).to(self.dls.device)  # (n,Z) fixed draws
+        self.images = self.dls.valid.x[:self.n]                                            # (n,1,28,28) fixed images (not `x`: the learner has one)
     def grids(self)->tuple:
         "(samples, reconstructions) of the model as it is now, each (n,1,28,28) in [0,1]."
-        with evaluating(self.model):
-            samples = torch.sigmoid(self.model.decode(self.z))
-            recons = self.model.reconstruct(self.x)
+        model = _bare(self.model)
+        with evaluating(model):
+            samples = torch.sigmoid(model.decode(self.z))
+            recons = model.reconstruct(self.images)
         return samples, recons
     def show(self, title:str=''):
         samples, recons = self.grids()
         fig, axs = plt.subplots(1, 3, figsize=(15, 5))
         show_grid(samples, nrow=8, title=f'samples {title}', ax=axs[0])
-        show_grid(self.x, nrow=8, title='validation images', ax=axs[1])
+        show_grid(self.images, nrow=8, title='validation images', ax=axs[1])
         show_grid(recons, nrow=8, title=f'reconstructions {title}', ax=axs[2])
         plt.show()
     def after_epoch(self):
-        if self.path is not None:
+        if self.path is not None and _is_main():
             samples, recons = self.grids()
             save_image_grid(samples, Path(self.path)/'samples.png')
-            save_image_grid(torch.cat([self.x, recons]), Path(self.path)/'reconstructions.png')  # originals, then reconstructions
+            save_image_grid(torch.cat([self.images, recons]), Path(self.path)/'reconstructions.png')  # originals, then reconstructions
     def after_fit(self):
-        if self.show_grids: self.show(f'after {self.epoch+1} epochs')
+        if self.show_grids and _is_main(): self.show(f'after {self.epoch+1} epochs')
 
 # %% ../nbs/07_training.ipynb #19ca6bbc
 CSV_COLUMNS = ['epoch', 'train_recon', 'train_kl', 'train_loss', 'valid_recon', 'valid_kl', 'valid_loss']
@@ -335,26 +369,104 @@ class ELBOCSVLogger(CSVLogger):
     def __init__(self, fname:str|Path='metrics.csv', append:bool=False):
         super().__init__(Path(fname).absolute(), append)  # an absolute name: fastai joins it to learn.path
     def before_fit(self):
+        self.file = None
+        if not _is_main(): return  # one process writes the file
         self.fname.parent.mkdir(parents=True, exist_ok=True)
         new = not (self.append and self.fname.exists())
         self.file = self.fname.open('a' if self.append else 'w')
         if new: self.file.write(','.join(CSV_COLUMNS) + '\n')
     def after_epoch(self):
         row = _csv_row(self.recorder)
-        if row is None: return  # an epoch skipped when resuming: nothing to write
+        if row is None or self.file is None: return  # an epoch skipped when resuming, or not the main process: nothing to write
         self.file.write(_csv_line(row) + '\n')
         self.file.flush(); os.fsync(self.file.fileno())
-    def after_fit(self): self.file.close()
+    def after_fit(self):
+        if self.file is not None: self.file.close()
     def keep_epochs(self,
         last:int,      # the last saved epoch
         row:dict|None, # its row, as saved with it
     ):
         "On resume: keep the rows of epochs up to `last`, and add `last`'s row if the run stopped before writing it."
-        if not self.fname.exists(): return
+        if not (_is_main() and self.fname.exists()): return
         header, *lines = self.fname.read_text().splitlines()
         kept = [l for l in lines if l and int(l.split(',')[0]) <= last]
         if row is not None and not any(int(l.split(',')[0]) == last for l in kept): kept.append(_csv_line(row))
         write_atomic(self.fname, lambda p: p.write_text('\n'.join([header, *kept]) + '\n'))
+
+
+# %% ../nbs/07_training.ipynb #7b1c2d02
+class ShardedBatches:
+    "One process's share of a `TensorBatches` loader: strided over a shuffled order that every process draws alike (training), or a contiguous share (validation); every process gets as many batches."
+    def __init__(self,
+        dl:TensorBatches, # the whole loader
+        rank:int,         # this process, 0 to world-1
+        world:int,        # how many processes
+    ):
+        if not 0 <= rank < world: raise ValueError(f"rank must be in [0, {world}), got {rank}")
+        self.dl, self.rank, self.world = dl, rank, world
+        if not dl.shuffle:  # W*m contiguous pieces of at most bs images, m of them per process
+            m = math.ceil(dl.n/(world*dl.bs))
+            bounds = [len(p) for p in torch.arange(dl.n).tensor_split(world*m)]
+            if min(bounds) == 0: raise ValueError(f"{dl.n} images cannot be shared by {world} processes")
+            ends = np.cumsum([0] + bounds)
+            self.pieces = [slice(int(ends[i]), int(ends[i+1])) for i in range(rank*m, (rank+1)*m)]
+    @property
+    def x(self)->Tensor: return self.dl.x  # all the images: the sample grids show the same ones as in one process
+    @property
+    def y(self): return self.dl.y
+    @property
+    def bs(self)->int: return self.dl.bs
+    @property
+    def device(self)->torch.device: return self.dl.device
+    @property
+    def generator(self): return self.dl.generator  # the whole loader's: saved and restored on resume
+    @property
+    def n(self)->int: return math.ceil(self.dl.n/self.world) if self.dl.shuffle else sum(p.stop - p.start for p in self.pieces)
+    def __len__(self):
+        if not self.dl.shuffle: return len(self.pieces)
+        return self.n//self.bs if self.dl.drop_last else math.ceil(self.n/self.bs)
+
+    def _indices(self)->list: # this process's batches, as index tensors or slices
+        if not self.dl.shuffle: return self.pieces
+        order = torch.randperm(self.dl.n, device=self.device, generator=self.generator)  # the same in every process
+        order = torch.cat([order, order[:self.n*self.world - self.dl.n]])[self.rank::self.world]  # (n,) padded, strided
+        return [order[i*self.bs:(i+1)*self.bs] for i in range(len(self))]
+    def __iter__(self):
+        for idx in self._indices():
+            xb = self.x[idx]  # (b,C,H,W)
+            if self.dl.dynamic_binarize: xb = torch.bernoulli(xb, generator=self.generator)  # same shapes in every process: generators stay alike
+            yield xb, (xb if self.y is None else self.y[idx])
+    def new(self, **kwargs): return self.dl.new(**kwargs)  # e.g. fastai's `get_preds`: the whole loader
+    def one_batch(self): return next(iter(self))
+
+def _use_cpu()->bool: return not torch.cuda.is_available()  # gloo on CPUs, nccl on GPUs
+
+def join_processes()->tuple: # (rank, number of processes)
+    "This process's rank and the number of processes; when a launcher started several, join their process group through Accelerate (gloo on CPUs, nccl on GPUs)."
+    if num_distrib() <= 1: return 0, 1
+    from accelerate import PartialState
+    state = PartialState(cpu=_use_cpu())  # reads the launcher's RANK, WORLD_SIZE, MASTER_ADDR; sets this process's GPU
+    return state.process_index, state.num_processes
+
+@cache
+def _sharded_trainer_class():
+    from fastai.distributed import DistributedTrainer  # needs accelerate: imported only when several processes train
+    class ShardedTrainer(DistributedTrainer):
+        "fastai's `DistributedTrainer` (DDP through Accelerate), with each `TensorBatches` loader cut into this process's `ShardedBatches`."
+        def before_fit(self):
+            if any(isinstance(cb, DistributedTrainer) and cb is not self for cb in self.learn.cbs):
+                raise ValueError("vae_learner trains in parallel by itself when a launcher starts it: leave out learn.distrib_ctx() and to_distributed()")
+            super().before_fit()
+        def _wrap_dl(self, dl):
+            if isinstance(dl, ShardedBatches): return dl
+            if not isinstance(dl, TensorBatches): return super()._wrap_dl(dl)  # fastai's own loaders: its `DistributedDL`
+            return ShardedBatches(dl, self.accelerator.process_index, self.accelerator.num_processes)
+    return ShardedTrainer
+
+def sharded_trainer()->Callback:
+    "fastai's `DistributedTrainer` for `TensorBatches` data: the model in DDP, each loader sharded per process."
+    join_processes()
+    return _sharded_trainer_class()(cpu=_use_cpu())
 
 
 # %% ../nbs/07_training.ipynb #a40e530f
@@ -363,6 +475,14 @@ class _DeviceAvgLoss(AvgLoss):
     def accumulate(self, learn):
         bs = find_bs(learn.yb)
         self.total, self.count = self.total + to_detach(learn.loss.mean(), cpu=False).float()*bs, self.count + bs
+        self._value = None
+    def reset(self): super().reset(); self._value = None
+    @property
+    def value(self):  # the first read of an epoch sums over every process
+        if self._value is None and self.count:
+            t = _sum_over_processes(torch.stack([torch.as_tensor(self.total).float(), torch.as_tensor(float(self.count), device=getattr(self.total, 'device', None))]))
+            self._value = t[0]/t[1]
+        return self._value
 
 class _DeviceSmoothLoss(AvgSmoothLoss):
     "fastai's smoothed training loss, kept on the device: fastai's own moves every batch's loss to the CPU."
@@ -436,6 +556,9 @@ def vae_learner(
     if csv_path is not None: callbacks.append(ELBOCSVLogger(csv_path))
     if sample_dir is not None or show_samples: callbacks.append(SampleGridCallback(path=sample_dir, show=show_samples))
     if (mp := _mixed_precision(precision, dls.device)) is not None: callbacks.append(mp)
+    if num_distrib() > 1:  # started by a launcher (`torchrun`, `accelerate launch`): fastai's DDP trainer, with our data shards
+        callbacks.append(trainer := sharded_trainer())
+        if dls.device != trainer.accelerator.device: dls.to(trainer.accelerator.device)  # this process's GPU
     learn = Learner(dls, model, loss_func=loss, opt_func=partial(OptimWrapper, opt=torch.optim.Adam), lr=lr,
                     metrics=elbo_metrics(), cbs=callbacks + list(cbs or []))
     learn.recorder.train_metrics = True
