@@ -93,17 +93,20 @@ class ELBOMetric(Metric):
     def __init__(self, part:str):
         if part not in ELBO_PARTS: raise ValueError(f"part must be one of {list(ELBO_PARTS)}, got {part!r}")
         self.part = part
-    def reset(self): self.sum, self.count, self._value = None, 0, None
+    def reset(self): self.pairs, self.sizes, self.count, self._value = [], [], 0, None
     def accumulate(self, learn):
-        p, bs = learn.loss_func.parts, len(learn.yb[0])
-        for value in ((p.recon, p.kl) if self.part == 'total' else (getattr(p, self.part),)):
-            if self.sum is None: self.sum = value.detach().float()*bs
-            else: self.sum.add_(value.detach(), alpha=bs)  # in place, on the device: nothing is read
+        loss, bs = learn.loss_func, len(learn.yb[0])
+        if loss.parts is not getattr(loss, '_pair_of', None):  # the first ELBO metric to see this batch detaches its parts, for all three
+            loss._pair_of, loss._pair = loss.parts, torch.stack([loss.parts.recon.detach(), loss.parts.kl.detach()])  # (2,) on the device
+        self.pairs.append(loss._pair); self.sizes.append(bs)  # nothing computed or read per batch
         self.count, self._value = self.count + bs, None
     @property
     def value(self):
-        if self._value is None and self.count:  # the first read of an epoch: sum and count over every process, then one read
-            total = _sum_over_processes(torch.stack([self.sum.float(), self.sum.new_tensor(float(self.count))]))
+        if self._value is None and self.count:  # the first read of an epoch: the sums, added over every process, then one read
+            pairs = torch.stack(self.pairs).float()                                      # (batches, 2): recon, KL
+            sums = (pairs*pairs.new_tensor(self.sizes)[:, None]).sum(0)                   # (2,) weighted by batch size
+            part = sums.sum() if self.part == 'total' else sums[0 if self.part == 'recon' else 1]
+            total = _sum_over_processes(torch.stack([part, sums.new_tensor(float(self.count))]))
             self._value = (total[0]/total[1]).item()
         return self._value
     @property
