@@ -16,8 +16,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 from . import __version__
-from .data import DATASETS, binarize_once, get_dls, load_dataset, set_seed, to_float, write_atomic
+from .data import DATASETS, binarize_once, display_path, get_dls, load_dataset, set_seed, to_float, write_atomic
 from .fid import EXTRACTORS, generation_metrics
+from .images import bits_per_dim, image_folder_dls
 from .losses import LIKELIHOODS
 from .metrics import evaluate_vae
 from .model import VAE, ConvVAE, CheckpointError, load_checkpoint
@@ -27,7 +28,7 @@ from fastai.callback.progress import ProgressCallback
 
 # %% ../nbs/12_cli.ipynb #be91d709
 MODEL_CLASSES = {'mlp': VAE, 'conv': ConvVAE}
-MODEL_ARGS = ('dataset', 'model', 'latent', 'hidden', 'binarize', 'likelihood', 'sigma', 'subset', 'seed', 'bs', 'valid', 'iw_k')  # a resumed run must repeat these
+MODEL_ARGS = ('dataset', 'images', 'size', 'model', 'latent', 'hidden', 'binarize', 'likelihood', 'sigma', 'subset', 'seed', 'bs', 'valid', 'iw_k')  # a resumed run must repeat these
 MAX_K = 100_000  # importance samples per image: the standard protocol uses 5,000; more costs hours for nothing
 HOLDOUT = 1/6  # `--valid holdout`: the fraction of the training images held out to choose best.pt (MNIST: 10,000 of 60,000)
 
@@ -58,12 +59,14 @@ def _count_or_all(text):
 
 def build_parser()->argparse.ArgumentParser:
     "The `vae-course` command line: one sub-command per job."
-    parser = argparse.ArgumentParser(prog='vae-course', description='Variational Autoencoders, step by step: train and evaluate VAEs on MNIST and Fashion-MNIST.')
+    parser = argparse.ArgumentParser(prog='vae-course', description='Variational Autoencoders, step by step: train and evaluate VAEs on MNIST, Fashion-MNIST or a folder of your own images.')
     parser.add_argument('--version', action='version', version=f'%(prog)s {__version__}')
     commands = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
     t = commands.add_parser('train', help='train a VAE and write a run folder', description='Train a VAE with fastai and write metrics, checkpoints and sample grids to --out.')
     t.add_argument('--out', type=_folder, required=True, help='run folder to write (created if needed)')
-    t.add_argument('--dataset', choices=sorted(DATASETS), default='mnist', help='dataset (default: %(default)s)')
+    t.add_argument('--dataset', choices=sorted(DATASETS), default=None, help='dataset (default: mnist, unless --images)')
+    t.add_argument('--images', type=_folder, default=None, metavar='DIR', help='train on a folder of your own images instead (PNG/JPEG, grayscale or colour; class subfolders optional), read once at --size and cached; a sixth is held out for validation')
+    t.add_argument('--size', type=_positive(int), default=None, help='with --images: the side of the square images, in pixels (default: 32; the conv model takes 28, 32, 64, ...)')
     t.add_argument('--model', choices=sorted(MODEL_CLASSES), default='mlp', help='MLP (784-400-Z) or convolutional VAE (default: %(default)s)')
     t.add_argument('--latent', type=_positive(int), default=20, help='latent dimensions Z (default: %(default)s)')
     t.add_argument('--hidden', type=_positive(int), nargs='+', default=None, metavar='UNITS', help='hidden units; for mlp, several numbers give several layers, e.g. 200 200 (default: 400 for mlp, 256 for conv)')
@@ -92,7 +95,7 @@ def build_parser()->argparse.ArgumentParser:
     e.add_argument('--iw-images', type=_count_or_all, default=1000, metavar='N|all', help='test images for the importance-weighted NLL, or all (default: %(default)s)')
     e.add_argument('--checkpoint', choices=['auto', 'best', 'last'], default='auto', help='auto: best.pt if the run chose it on held-out training images, else last.pt (default: %(default)s)')
     e.add_argument('--samples', type=_positive(int), default=1000, help='generated images for FID, KID, precision and recall (default: %(default)s)')
-    e.add_argument('--extractor', choices=EXTRACTORS, default='classifier', help="features for FID: the shipped digit/clothes classifier, or Inception-v3 (default: %(default)s)")
+    e.add_argument('--extractor', choices=EXTRACTORS, default=None, help="features for FID: the shipped digit/clothes classifier, or Inception-v3 (default: classifier for MNIST and Fashion-MNIST, inception for your own images)")
     e.add_argument('--root', type=Path, default=None, help='data folder with the IDX files')
     e.add_argument('--seed', type=int, default=0, help='evaluation seed: binarizes the evaluation images and seeds every draw; independent of the training seed (default: %(default)s)')
     e.set_defaults(run=lambda args: evaluate(args))
@@ -143,7 +146,8 @@ def _binarize(value:str)->str|None:
 def _run_record(args)->dict:
     "The arguments of a run, as JSON-friendly values; a data folder as an absolute path, so that a resume from elsewhere finds it."
     record = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ('command', 'command_line', 'resume', 'run', 'debug')}
-    if record.get('root'): record['root'] = str(Path(record['root']).expanduser().resolve())
+    for k in ('root', 'images'):
+        if record.get(k): record[k] = str(Path(record[k]).expanduser().resolve())
     return record
 
 @contextmanager
@@ -191,6 +195,8 @@ class _EpochLines(Callback):
 
 def _run_dls(a:dict, root=None, device=None):
     "The DataLoaders of a run from its recorded arguments `a`: the same images, split, subset and pixel protocol."
+    if a.get('images'):  # a folder of the user's images (lesson 13): a sixth held out, as --valid holdout does for MNIST
+        return image_folder_dls(a['images'], a['size'], bs=a['bs'], valid=HOLDOUT, subset=a['subset'], seed=a['seed'], device=device)
     valid = HOLDOUT if a.get('valid', 'test') == 'holdout' else 'test'  # runs older than --valid validated on the test split
     return get_dls(a['dataset'], bs=a['bs'], valid=valid, subset=a['subset'], binarize=_binarize(a['binarize']),
                    seed=a['seed'], root=root, device=device)
@@ -201,10 +207,23 @@ def _hidden(args):
     if len(args.hidden) > 1 and args.model != 'mlp': raise UsageError(f"--hidden takes one number for --model {args.model}, got {len(args.hidden)}")
     return args.hidden[0] if len(args.hidden) == 1 else tuple(args.hidden)
 
+def _check_data_args(args):
+    "One source of data: a dataset (MNIST by default) or `--images` with its `--size`; what a folder of images cannot do is refused."
+    if args.images is None:
+        if args.size is not None: raise UsageError("--size is the side of --images: it needs a folder of images (MNIST and Fashion-MNIST are 28x28)")
+        args.dataset = args.dataset or 'mnist'
+        return
+    if args.dataset is not None: raise UsageError(f"--images and --dataset {args.dataset} are two sources of data: give one")
+    if args.valid == 'test': raise UsageError("--valid test needs a test split, and a folder of images has none: its validation images are held out from it (--valid holdout)")
+    if args.binarize != 'none': raise UsageError(f"--binarize {args.binarize} is a protocol for MNIST-like digits; your images train on their pixels in [0,1] (--likelihood gaussian suits colour)")
+    if args.root is not None: raise UsageError("--root is the folder of the MNIST files; with --images there is nothing to read there")
+    args.size = args.size or 32
+
 def train(args)->int:
     "The `train` sub-command: train a VAE and write the run folder, holding its lock; returns the exit code."
     out = Path(args.out)
     hidden = _hidden(args)
+    _check_data_args(args)
     if args.iw_k > 1 and (args.beta != 1 or args.free_bits or args.kl_warmup):
         raise UsageError(f"--iw-k {args.iw_k} trains on the IWAE bound, which has no KL term to weigh: leave --beta, --free-bits and --kl-warmup at their defaults")
     rank, world = join_processes()  # started by `torchrun` or `accelerate launch`: join the other processes
@@ -244,14 +263,17 @@ def _train(args, out:Path, hidden, saved:dict|None, processes:int=1)->int:
     set_seed(args.seed)
     binarize = _binarize(args.binarize)
     dls = _run_dls(_run_record(args), args.root)
-    model = MODEL_CLASSES[args.model](n_latent=args.latent, n_hidden=hidden)
+    shape = {'image_shape': tuple(dls.image_shape)} if args.images else {}  # (C,H,W) of the user's images
+    model = MODEL_CLASSES[args.model](n_latent=args.latent, n_hidden=hidden, **shape)
     learn = vae_learner(dls, model, beta=args.beta, kl_warmup=args.kl_warmup, free_bits=args.free_bits,
                         likelihood=args.likelihood, sigma=args.sigma, lr=args.lr, precision=args.precision,
                         checkpoint_dir=out, sample_dir=out, iw_k=args.iw_k)
     learn.add_cb(ELBOCSVLogger(out/'metrics.csv', append=args.resume))
     if not sys.stdout.isatty(): learn.remove_cb(ProgressCallback); learn.add_cb(_EpochLines())
     folder = str(dls.folder) if dls.folder else None  # the real folder (the source is for reading: $VAE_COURSE_DATA/...)
-    if saved is not None and (saved.get('data_folder', folder), saved.get('data_source')) != (folder, dls.source):
+    moved = saved is not None and (saved.get('data_folder', folder) != folder  # an image folder's source says only whether it came from the cache
+                                   or not args.images and saved.get('data_source') != dls.source)
+    if moved:
         raise UsageError(f"cannot resume on other data: the run started on {saved.get('data_source')}, now the data is {dls.source}; "
                          "pass the original --root or VAE_COURSE_DATA")
     start = resume(learn, out) if args.resume else 0
@@ -261,7 +283,7 @@ def _train(args, out:Path, hidden, saved:dict|None, processes:int=1)->int:
                          else "the test split (best.pt is chosen on it, so evaluate scores last.pt)"),
                   objective=f"IWAE bound, K={args.iw_k}" if args.iw_k > 1 else 'ELBO',
                   protocol=f"{args.binarize} binarization" if binarize else 'continuous pixels in [0,1]',
-                  device=str(dls.device), processes=processes, vae_course=__version__, units='nats per image')
+                  **({'image_shape': list(dls.image_shape)} if args.images else {}), device=str(dls.device), processes=processes, vae_course=__version__, units='nats per image')
     if saved is not None:  # the run's original record stays; each resume is added to it
         record = {**saved, 'resumes': [*saved.get('resumes', []), dict(command=args.command_line, from_epoch=start, processes=processes, time=time.strftime('%Y-%m-%d %H:%M:%S'))]}
     if _is_main(): write_atomic(out/'run.json', lambda p: p.write_text(json.dumps(record, indent=2)))
@@ -279,6 +301,10 @@ def _train(args, out:Path, hidden, saved:dict|None, processes:int=1)->int:
 # %% ../nbs/12_cli.ipynb #92d1ba56
 def _checkpoint(run:dict, choice:str)->tuple: # (file name, why)
     "Which checkpoint `evaluate` scores: best.pt only where it was chosen on images held out from the training split."
+    if run['args'].get('images'):  # no test split: the held-out images that chose best.pt are the ones scored
+        if choice == 'auto': choice = 'last'
+        return f'{choice}.pt', {'last': "last.pt: the last epoch (best.pt was chosen on the held-out images scored here)",
+                                'best': "best.pt: chosen on the held-out images scored here (optimistic: model selection on the scored images)"}[choice]
     held_out = run['args'].get('valid', 'test') == 'holdout'
     if choice == 'auto': choice = 'best' if held_out else 'last'
     why = {('best', True): f"best.pt: the epoch with the lowest validation negative ELBO on {run['n_valid']:,} images held out from the training split",
@@ -309,6 +335,8 @@ def _evaluate(args, run_dir:Path)->int:
     if missing: raise UsageError(f"{run_dir} is missing {', '.join(missing)}: is it a folder written by vae-course train?")
     model = load_checkpoint(run_dir/ckpt).eval()
     set_seed(args.seed)
+    if a.get('images'): return _evaluate_images(args, run_dir, run, model, why)
+    args.extractor = args.extractor or 'classifier'
     root = args.root or a.get('root')
     test_ds = load_dataset(a['dataset'], 'test', root)
     train_ds = load_dataset(a['dataset'], 'train', root)
@@ -327,15 +355,44 @@ def _evaluate(args, run_dir:Path)->int:
     print(summary(result))
     return 0
 
+def _evaluate_images(args, run_dir:Path, run:dict, model, why:str)->int:
+    "Evaluate a run on a folder of images: its held-out images in nats per image and bits per dimension, and FID with Inception when its weights are there."
+    a = run['args']
+    dls = _run_dls(a, device=torch.device('cpu'))  # the folder's tensor, from the cache: the same split as in training
+    held_out, train, shape = dls.valid.x, dls.train.x, tuple(dls.image_shape)
+    iw_images = None if args.iw_images is None or args.iw_images >= len(held_out) else args.iw_images
+    result = dict(run=str(run_dir), dataset=None, images=display_path(dls.folder), image_shape=list(shape), protocol=run['protocol'], checkpoint=why,
+                  objective=run.get('objective', 'ELBO'), source=dls.source, split='held-out', eval_seed=args.seed,
+                  **evaluate_vae(model, held_out, k=args.k, iw_images=iw_images, train_data=train, seed=args.seed,
+                                 likelihood=a['likelihood'], sigma=a['sigma'], progress=True))
+    levels = 256 if a['likelihood'] == 'gaussian' else None  # a density on [0,1] pixels: +8 bits for the scale 0..255 (lesson 13)
+    result['bits_per_dim'] = dict(neg_elbo=bits_per_dim(result['neg_elbo'], shape, levels), iw_nll=bits_per_dim(result['iw_nll'], shape, levels), levels=levels,
+        note="a Gaussian density on pixels in [0,1], converted to the 0..255 scale" if levels else
+             "the Bernoulli cross-entropy of pixels in [0,1], not a likelihood of 8-bit images: compare it only with runs like this one")
+    n = min(args.samples, len(held_out)//2)
+    extractor = args.extractor or 'inception'
+    if extractor == 'classifier':
+        result['generation'], result['generation_note'] = None, f"FID not computed: the shipped digit and clothes classifiers do not apply to these images ({'x'.join(map(str, shape))}); use --extractor inception"
+    elif n <= 3:
+        result['generation'], result['generation_note'] = None, f"FID not computed: {len(held_out)} held-out images are too few to compare samples with"
+    else:
+        try: result['generation'] = generation_metrics(model, held_out, n=n, extractor=extractor, seed=args.seed, kid_subset_size=min(1000, n))
+        except (ImportError, OSError) as e:  # no Inception weights here (pytorch-fid downloads them on first use)
+            result['generation'], result['generation_note'] = None, f"FID not computed: the shipped digit and clothes classifiers do not apply to these images, and Inception is not available ({_one_line(e)})"
+    write_atomic(run_dir/'eval.json', lambda p: p.write_text(json.dumps(result, indent=2)))
+    print(summary(result))
+    return 0
+
 def summary(result:dict)->str:
     "A readable summary of an `eval.json` result: every number with its protocol."
-    g, m, r = result['generation'], result['generation']['model'], result['generation']['real_vs_real']
+    g = result['generation']
     split = result.get('split', 'test')
     lik = result.get('likelihood', 'bernoulli') + (f" (sigma {result['sigma']})" if 'sigma' in result else '')
-    lines = [f"{result['run']}: {result['dataset']}, {result['protocol']}, {lik} likelihood; nats per image",
+    data = result['dataset'] or f"the images of {result['images']} ({'x'.join(map(str, result['image_shape']))})"
+    lines = [f"{result['run']}: {data}, {result['protocol']}, {lik} likelihood; nats per image",
              f"  data: {result.get('source', 'not recorded')}; {result['n_images']:,} images of the {split} split; evaluation seed {result.get('eval_seed', result.get('seed'))}",
              f"  model: {result.get('checkpoint', 'best.pt')}; trained on the {result.get('objective', 'ELBO')}"]
-    if split != 'test':
+    if split == 'train':
         lines.append("  note: this data has no test split, so these are training images: nothing below is held out")
     iw_images = 'all' if result['iw_images'] == result['n_images'] else f"{result['iw_images']:,} random"
     lines += [f"  reconstruction        {result['recon']:9.2f}",
@@ -344,9 +401,14 @@ def summary(result:dict)->str:
               f"  IW NLL                {result['iw_nll']:9.2f} +- {result['iw_nll_se']:.2f}   (K={result['iw_k']:,}, {iw_images} {split} images; "
               f"negative ELBO on the same images: {result['neg_elbo_on_iw_images']:.2f})",
               f"  active units          {result['active_units']} of {result['n_latent']}"]
+    if 'bits_per_dim' in result:
+        b = result['bits_per_dim']
+        lines.append(f"  bits per dimension    {b['neg_elbo']:9.3f} (negative ELBO), {b['iw_nll']:.3f} (IW NLL): {b['note']}")
     if 'gap' in result:
-        lines.append(f"  train/test gap        {result['gap']:9.2f} +- {result['gap_se']:.2f}   ({result['n_train_images']:,} training images, "
-                     f"{result['n_images']:,} test images) {result['gap_verdict']}")
+        lines.append(f"  {'train/' + split + ' gap':<22}{result['gap']:9.2f} +- {result['gap_se']:.2f}   ({result['n_train_images']:,} training images, "
+                     f"{result['n_images']:,} {split} images) {result['gap_verdict']}")
+    if g is None: return '\n'.join(lines + [f"  {result['generation_note']}"])
+    m, r = g['model'], g['real_vs_real']
     lines += [f"  samples, {g['extractor']} features, n={g['n']:,} each (real vs real in brackets):",
               f"    FID {m['fid']:.3f} [{r['fid']:.3f}]   KID {m['kid']:.4f} [{r['kid']:.4f}]   "
               f"precision {m['precision']:.3f} [{r['precision']:.3f}]   recall {m['recall']:.3f} [{r['recall']:.3f}]"]
