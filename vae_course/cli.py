@@ -10,7 +10,7 @@ __all__ = ['MODEL_CLASSES', 'MODEL_ARGS', 'MAX_K', 'HOLDOUT', 'build_parser', 'm
 
 # %% ../nbs/12_cli.ipynb #94e0c6bf
 import argparse, errno, json, math, os, shlex, sys, tempfile, time, warnings
-from contextlib import ExitStack, contextmanager, redirect_stderr, redirect_stdout
+from contextlib import ExitStack, contextmanager, nullcontext, redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import torch
@@ -258,11 +258,18 @@ def _checked_by_main(args, out:Path, rank:int):
             with redirect_stdout(open(os.devnull, 'w')): saved = _check_run_folder(args, out)  # reads only; the main process printed its note
         yield saved
 
+def _main_first(processes:int):
+    "A context in which the main process goes first and the others wait for it (Accelerate's `main_process_first`); nothing in one process."
+    if processes == 1: return nullcontext()
+    from accelerate import PartialState
+    return PartialState().main_process_first()
+
 def _train(args, out:Path, hidden, saved:dict|None, processes:int=1)->int:
     "Train in the locked folder `out`; `saved` is the run's record when resuming; `processes` train together, the main one writes."
     set_seed(args.seed)
     binarize = _binarize(args.binarize)
-    dls = _run_dls(_run_record(args), args.root)
+    with _main_first(processes):  # downloads and the image cache are written once, then read by the others
+        dls = _run_dls(_run_record(args), args.root)
     shape = {'image_shape': tuple(dls.image_shape)} if args.images else {}  # (C,H,W) of the user's images
     model = MODEL_CLASSES[args.model](n_latent=args.latent, n_hidden=hidden, **shape)
     learn = vae_learner(dls, model, beta=args.beta, kl_warmup=args.kl_warmup, free_bits=args.free_bits,
