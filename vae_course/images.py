@@ -6,23 +6,22 @@ Docs: https://vae-course.github.io/vae_course/your_images.html.md"""
 
 # %% auto #0
 __all__ = ['IMAGE_SUFFIXES', 'SAMPLE_PHOTOS', 'ImageFolderError', 'square_resize', 'FolderImages', 'read_image_folder',
-           'write_image_folder', 'sample_photo', 'photo_tiles', 'image_folder_dls', 'dequantize', 'bits_per_dim']
+           'write_image_folder', 'sample_photo', 'photo_tiles', 'dequantize', 'image_folder_dls', 'bits_per_dim']
 
-# %% ../nbs/13_your_images.ipynb #e66f015c
-import hashlib, io, json, math, warnings
-from dataclasses import dataclass, field
+# %% ../nbs/13_your_images.ipynb #f69a301f
+import hashlib, json, math, warnings
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np, torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
+from .autoencoder import check_image_shape  # vae_course first: it silences fastai's import-time warning
+from .data import cache_dir, check_count, display_path, dls_from_tensors, to_float, write_atomic
 from fastai.data.core import DataLoaders
 
-from .data import cache_dir, check_count, display_path, dls_from_tensors, to_float, write_atomic
-from .encoder import check_image_shape
-
-# %% ../nbs/13_your_images.ipynb #5020d876
+# %% ../nbs/13_your_images.ipynb #86b2bba5
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.webp', '.tif', '.tiff')
 
 class ImageFolderError(ValueError):
@@ -42,7 +41,7 @@ def _list_folder(folder:Path)->tuple: # (files relative to `folder`, class names
     classes = [] if top else sorted({p.parts[0] for p in images})
     return images, classes, ignored
 
-# %% ../nbs/13_your_images.ipynb #d1fc4006
+# %% ../nbs/13_your_images.ipynb #12815098
 def square_resize(
     img:Image.Image, # a decoded image of any size
     size:int,        # the side of the square result, in pixels
@@ -70,7 +69,7 @@ def _is_colour(path:Path)->bool:
     "Whether an image file holds colour (its header says; a grey image stored as RGB counts as colour)."
     with Image.open(path) as img: return img.mode not in ('1', 'L', 'LA', 'I', 'I;16', 'F')
 
-# %% ../nbs/13_your_images.ipynb #8b88d9b7
+# %% ../nbs/13_your_images.ipynb #64d6f0b5
 @dataclass(repr=False)
 class FolderImages:
     "The images of a folder as one uint8 tensor (N,C,size,size), with their labels and files, and where they were read from."
@@ -135,7 +134,7 @@ def read_image_folder(
         write_atomic(path, lambda p: torch.save(d, p))
     return FolderImages(images, labels, classes, files, folder, 'read from the files')
 
-# %% ../nbs/13_your_images.ipynb #35bd2869
+# %% ../nbs/13_your_images.ipynb #273aaa2c
 def write_image_folder(
     images:Tensor,            # (N,H,W) or (N,C,H,W) uint8 images, C = 1 or 3
     folder:str|Path,          # where to write; created if needed
@@ -155,7 +154,7 @@ def write_image_folder(
         Image.fromarray(im).save(folder/sub/f"{i:06d}.png")
     return folder
 
-# %% ../nbs/13_your_images.ipynb #d1eb96e1
+# %% ../nbs/13_your_images.ipynb #363efdb7
 SAMPLE_PHOTOS = {  # colour photographs that pip packages ship: (package, folder inside it, file)
     'astronaut': ('skimage', 'data', 'astronaut.png'), 'cat': ('skimage', 'data', 'chelsea.png'),
     'coffee': ('skimage', 'data', 'coffee.png'), 'cells': ('skimage', 'data', 'ihc.png'),
@@ -191,36 +190,7 @@ def photo_tiles(
             tiles.append(a); labels += [label]*len(a)
     return torch.from_numpy(np.concatenate(tiles)), torch.tensor(labels), names
 
-# %% ../nbs/13_your_images.ipynb #6f7f05b1
-def image_folder_dls(
-    folder:str|Path,      # a folder of images, see `read_image_folder`
-    size:int,             # the side of the square images, in pixels
-    bs:int=128,           # batch size
-    valid:float=0.1,      # the fraction of images held out for validation, drawn at random with `seed`
-    subset:int|None=None, # keep this many random training images (and a ninth as many validation images)
-    seed:int=0,           # seeds the split, the subset and shuffling
-    channels:int|None=None, # 1 or 3; None: from the files
-    with_labels:bool=False, # batches yield (x, label) instead of (x, x)
-    device=None,          # default: `default_device()`
-)->DataLoaders:
-    "Read a folder of images once (cached) and serve it as on-device fastai `DataLoaders` of (B,C,size,size) images in [0,1], like `get_dls`."
-    check_count(bs, 'bs')
-    if subset is not None: check_count(subset, 'subset')
-    if not (isinstance(valid, float) and 0 < valid < 1): raise ValueError(f"valid must be a fraction between 0 and 1, got {valid!r}")
-    ds = read_image_folder(folder, size, channels)
-    n_va = int(round(valid*len(ds)))
-    if not 0 < n_va < len(ds): raise ValueError(f"{display_path(ds.folder)}: {len(ds)} images are too few to hold out a fraction {valid} for validation")
-    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))
-    i_tr, i_va = order[n_va:], order[:n_va]
-    if subset is not None: i_tr, i_va = i_tr[:subset], i_va[:max(1, subset//9)]
-    dls = dls_from_tensors(to_float(ds.images[i_tr]), to_float(ds.images[i_va]),
-                           ds.labels[i_tr] if with_labels else None, ds.labels[i_va] if with_labels else None,
-                           bs=bs, seed=seed, device=device)
-    dls.source, dls.folder, dls.image_shape, dls.classes = f"the image folder {display_path(ds.folder)} ({ds.source})", ds.folder, ds.image_shape, ds.classes
-    dls.images, dls.split = ds, (i_tr, i_va)  # the uint8 images and the indices of each split: for `dequantize`
-    return dls
-
-# %% ../nbs/13_your_images.ipynb #e47d716f
+# %% ../nbs/13_your_images.ipynb #f51639d2
 def dequantize(
     images:Tensor,      # (N,C,H,W) uint8, 0-255
     seed:int=0,         # seeds the uniform noise
@@ -230,6 +200,37 @@ def dequantize(
     u = torch.rand(images.shape, generator=torch.Generator().manual_seed(seed))
     return (images.float() + u)/256
 
+# %% ../nbs/13_your_images.ipynb #88c73fc6
+def image_folder_dls(
+    folder:str|Path,      # a folder of images, see `read_image_folder`
+    size:int,             # the side of the square images, in pixels
+    bs:int=128,           # batch size
+    valid:float=0.1,      # the fraction of images held out for validation, drawn at random with `seed`
+    subset:int|None=None, # keep this many random training images (and a ninth as many validation images)
+    seed:int=0,           # seeds the split, the subset and shuffling
+    eval_seed:int=0,      # seeds the one dequantization of the held-out images
+    channels:int|None=None, # 1 or 3; None: from the files
+    with_labels:bool=False, # batches yield (x, label) instead of (x, x)
+    device=None,          # default: `default_device()`
+)->DataLoaders:
+    "Read a folder of images once (cached) and serve it as on-device fastai `DataLoaders` of (B,C,size,size) images in [0,1], like `get_dls`; the held-out images dequantized."
+    check_count(bs, 'bs')
+    if subset is not None: check_count(subset, 'subset')
+    if not (isinstance(valid, float) and 0 < valid < 1): raise ValueError(f"valid must be a fraction between 0 and 1, got {valid!r}")
+    ds = read_image_folder(folder, size, channels)
+    n_va = int(round(valid*len(ds)))
+    if not 0 < n_va < len(ds): raise ValueError(f"{display_path(ds.folder)}: {len(ds)} images are too few to hold out a fraction {valid} for validation")
+    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))
+    i_tr, i_va = order[n_va:], order[:n_va]
+    if subset is not None: i_tr, i_va = i_tr[:subset], i_va[:max(1, subset//9)]
+    dls = dls_from_tensors(to_float(ds.images[i_tr]), dequantize(ds.images[i_va], eval_seed),
+                           ds.labels[i_tr] if with_labels else None, ds.labels[i_va] if with_labels else None,
+                           bs=bs, seed=seed, device=device)
+    dls.source, dls.folder, dls.image_shape, dls.classes = f"the image folder {display_path(ds.folder)} ({ds.source})", ds.folder, ds.image_shape, ds.classes
+    dls.images, dls.split = ds, (i_tr, i_va)  # the uint8 images and the indices of each split
+    return dls
+
+# %% ../nbs/13_your_images.ipynb #8e6b5926
 def bits_per_dim(
     nats:float|Tensor,  # a negative log-likelihood (or ELBO) per image, in nats
     image_shape:tuple,  # (C,H,W): the image's D = C*H*W dimensions
