@@ -197,7 +197,7 @@ def dequantize(
 )->Tensor:              # (N,C,H,W) float32 in (0,1)
     "8-bit images as continuous values (k + u)/256 with u ~ U(0,1): a density's likelihood on them bounds the discrete likelihood of the 8-bit images."
     if not isinstance(images, Tensor) or images.dtype != torch.uint8: raise TypeError(f"expected uint8 images (0-255), got {getattr(images, 'dtype', type(images).__name__)}")
-    u = torch.rand(images.shape, generator=torch.Generator().manual_seed(seed))
+    u = torch.rand(images.shape, generator=torch.Generator().manual_seed(seed)).clamp(max=1 - 2**-16)  # float32 keeps 255 + u below 256
     return (images.float() + u)/256
 
 # %% ../nbs/13_your_images.ipynb #88c73fc6
