@@ -20,7 +20,7 @@ from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 from fastai.learner import Learner, Metric, AvgLoss, AvgSmoothLoss, CastToTensor
 from fastai.callback.core import Callback, CancelFitException
-from fastai.callback.progress import CSVLogger
+from fastai.callback.progress import CSVLogger, ProgressCallback
 from fastai.callback.tracker import TrackerCallback
 from fastai.callback.fp16 import MixedPrecision
 from fastai.optimizer import OptimWrapper
@@ -566,6 +566,7 @@ def vae_learner(
                     metrics=elbo_metrics(), cbs=callbacks + list(cbs or []))
     learn.recorder.train_metrics = True
     if all(type(getattr(dl, 'x', None)) is Tensor for dl in dls.loaders): learn.remove_cb(CastToTensor)  # plain tensors: nothing to cast per batch
+    if num_distrib() > 1 and not _is_main(): learn.remove_cb(ProgressCallback)  # one progress bar, the main process's (as fastai's `to_distributed` does)
     _losses_on_device(learn)
     return learn
 
