@@ -196,7 +196,9 @@ class _EpochLines(Callback):
 def _run_dls(a:dict, root=None, device=None):
     "The DataLoaders of a run from its recorded arguments `a`: the same images, split, subset and pixel protocol."
     if a.get('images'):  # a folder of the user's images (lesson 13): a sixth held out, as --valid holdout does for MNIST
-        return image_folder_dls(a['images'], a['size'], bs=a['bs'], valid=HOLDOUT, subset=a['subset'], seed=a['seed'], device=device)
+        folder = Path(a['images'])  # recorded absolute; shown relative to the current folder when it lies inside it
+        if folder.is_relative_to(Path.cwd()): folder = folder.relative_to(Path.cwd())
+        return image_folder_dls(folder, a['size'], bs=a['bs'], valid=HOLDOUT, subset=a['subset'], seed=a['seed'], device=device)
     valid = HOLDOUT if a.get('valid', 'test') == 'holdout' else 'test'  # runs older than --valid validated on the test split
     return get_dls(a['dataset'], bs=a['bs'], valid=valid, subset=a['subset'], binarize=_binarize(a['binarize']),
                    seed=a['seed'], root=root, device=device)
@@ -277,7 +279,7 @@ def _train(args, out:Path, hidden, saved:dict|None, processes:int=1)->int:
                         checkpoint_dir=out, sample_dir=out, iw_k=args.iw_k)
     learn.add_cb(ELBOCSVLogger(out/'metrics.csv', append=args.resume))
     if not sys.stdout.isatty(): learn.remove_cb(ProgressCallback); learn.add_cb(_EpochLines())
-    folder = str(dls.folder) if dls.folder else None  # the real folder (the source is for reading: $VAE_COURSE_DATA/...)
+    folder = str(Path(dls.folder).resolve() if args.images else dls.folder) if dls.folder else None  # the real folder (the source is for reading: $VAE_COURSE_DATA/...)
     moved = saved is not None and (saved.get('data_folder', folder) != folder  # an image folder's source says only whether it came from the cache
                                    or not args.images and saved.get('data_source') != dls.source)
     if moved:
