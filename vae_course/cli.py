@@ -193,12 +193,12 @@ class _EpochLines(Callback):
         print(f"epoch {self.epoch + 1}/{self.n_epoch}: negative ELBO train {row['train_total']:.2f}, valid {row['valid_total']:.2f} "
               f"(recon {row['valid_recon']:.2f}, KL {row['valid_kl']:.2f}) nats per image; {row['time']}", flush=True)
 
-def _run_dls(a:dict, root=None, device=None):
-    "The DataLoaders of a run from its recorded arguments `a`: the same images, split, subset and pixel protocol."
+def _run_dls(a:dict, root=None, device=None, eval_seed:int=0):
+    "The DataLoaders of a run from its recorded arguments `a`: the same images, split, subset and pixel protocol (a folder's held-out images dequantized with `eval_seed`)."
     if a.get('images'):  # a folder of the user's images (lesson 13): a sixth held out, as --valid holdout does for MNIST
         folder = Path(a['images'])  # recorded absolute; shown relative to the current folder when it lies inside it
         if folder.is_relative_to(Path.cwd()): folder = folder.relative_to(Path.cwd())
-        return image_folder_dls(folder, a['size'], bs=a['bs'], valid=HOLDOUT, subset=a['subset'], seed=a['seed'], device=device)
+        return image_folder_dls(folder, a['size'], bs=a['bs'], valid=HOLDOUT, subset=a['subset'], seed=a['seed'], eval_seed=eval_seed, device=device)
     valid = HOLDOUT if a.get('valid', 'test') == 'holdout' else 'test'  # runs older than --valid validated on the test split
     return get_dls(a['dataset'], bs=a['bs'], valid=valid, subset=a['subset'], binarize=_binarize(a['binarize']),
                    seed=a['seed'], root=root, device=device)
@@ -367,7 +367,7 @@ def _evaluate(args, run_dir:Path)->int:
 def _evaluate_images(args, run_dir:Path, run:dict, model, why:str)->int:
     "Evaluate a run on a folder of images: its held-out images in nats per image and bits per dimension, and FID with Inception when its weights are there."
     a = run['args']
-    dls = _run_dls(a, device=torch.device('cpu'))  # the folder's tensor, from the cache: the same split as in training
+    dls = _run_dls(a, device=torch.device('cpu'), eval_seed=args.seed)  # the folder's tensor, from the cache: the same split as in training
     held_out, train, shape = dls.valid.x, dls.train.x, tuple(dls.image_shape)
     iw_images = None if args.iw_images is None or args.iw_images >= len(held_out) else args.iw_images
     result = dict(run=str(run_dir), dataset=None, images=display_path(dls.folder), image_shape=list(shape), protocol=run['protocol'], checkpoint=why,
@@ -376,7 +376,7 @@ def _evaluate_images(args, run_dir:Path, run:dict, model, why:str)->int:
                                  likelihood=a['likelihood'], sigma=a['sigma'], progress=True))
     levels = 256 if a['likelihood'] == 'gaussian' else None  # a density on [0,1] pixels: +8 bits for the scale 0..255 (lesson 13)
     result['bits_per_dim'] = dict(neg_elbo=bits_per_dim(result['neg_elbo'], shape, levels), iw_nll=bits_per_dim(result['iw_nll'], shape, levels), levels=levels,
-        note="a Gaussian density on pixels in [0,1], converted to the 0..255 scale" if levels else
+        note="a Gaussian density on the held-out images dequantized as (k+u)/256 with the evaluation seed, on the 0..255 scale: a bound on their 8-bit likelihood" if levels else
              "the Bernoulli cross-entropy of pixels in [0,1], not a likelihood of 8-bit images: compare it only with runs like this one")
     n = min(args.samples, len(held_out)//2)
     extractor = args.extractor or 'inception'
