@@ -12,3 +12,4 @@ from .metrics import *
 from .fid import *
 from .explorer import *
 from .cli import *
+from .images import *
