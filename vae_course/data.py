@@ -497,10 +497,13 @@ class TensorBatches:
     def __iter__(self):
         order = torch.randperm(self.n, device=self.device, generator=self.generator) if self.shuffle else None
         for i in range(len(self)):
-            idx = slice(i*self.bs, (i+1)*self.bs) if order is None else order[i*self.bs:(i+1)*self.bs]
-            xb = self.x[idx]  # (bs,1,H,W)
-            if self.dynamic_binarize: xb = torch.bernoulli(xb, generator=self.generator)
-            yield xb, (xb if self.y is None else self.y[idx])
+            yield self.batch(slice(i*self.bs, (i+1)*self.bs) if order is None else order[i*self.bs:(i+1)*self.bs])
+
+    def batch(self, idx)->tuple:
+        "The batch of the images at `idx` (a slice or an index tensor): (x, target), binarized afresh under dynamic binarization."
+        xb = self.x[idx]  # (bs,C,H,W)
+        if self.dynamic_binarize: xb = torch.bernoulli(xb, generator=self.generator)
+        return xb, (xb if self.y is None else self.y[idx])
 
     def to(self, device):
         "Move the data (and the generator) to `device`."

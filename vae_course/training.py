@@ -434,11 +434,8 @@ class ShardedBatches:
         order = torch.randperm(self.dl.n, device=self.device, generator=self.generator)  # the same in every process
         order = torch.cat([order, order[:self.n*self.world - self.dl.n]])[self.rank::self.world]  # (n,) padded, strided
         return [order[i*self.bs:(i+1)*self.bs] for i in range(len(self))]
-    def __iter__(self):
-        for idx in self._indices():
-            xb = self.x[idx]  # (b,C,H,W)
-            if self.dl.dynamic_binarize: xb = torch.bernoulli(xb, generator=self.generator)  # same shapes in every process: generators stay alike
-            yield xb, (xb if self.y is None else self.y[idx])
+    def __iter__(self):  # the whole loader makes each batch: under dynamic binarization, same shapes in every process keep the generators alike
+        for idx in self._indices(): yield self.dl.batch(idx)
     def new(self, **kwargs): return self.dl.new(**kwargs)  # e.g. fastai's `get_preds`: the whole loader
     def one_batch(self): return next(iter(self))
 
