@@ -108,24 +108,25 @@ def read_image_folder(
     if ignored:
         warnings.warn(f"{display_path(folder)}: ignored {len(ignored)} file(s) that are not images by their suffix: "
                       + ', '.join(map(str, ignored[:5])) + (' ...' if len(ignored) > 5 else ''))
-    bad, colour = [], False
-    if channels is None:
-        for f in files:
-            try: colour = colour or _is_colour(folder/f)
-            except (UnidentifiedImageError, OSError) as e: bad.append(f"{f} ({_why(e)})")
-        channels = 3 if colour else 1
-    path = cache_dir()/'folders'/f"{folder.resolve().name}-{size}px-{channels}c-{_cache_key(folder, files, size, channels)}.pt"
-    if cache and not bad and path.is_file():
+    path = cache_dir()/'folders'/f"{folder.resolve().name}-{size}px-{channels or 'auto'}c-{_cache_key(folder, files, size, channels)}.pt"
+    if cache and path.is_file():  # written only after a read without a bad file, and keyed by every file: no file needs opening
         d = torch.load(path, weights_only=True)
         return FolderImages(d['images'], d['labels'], d['classes'], [Path(f) for f in d['files']], folder, 'cache')
+    bad = {}  # file -> why it could not be read
+    if channels is None:
+        colour = False
+        for f in files:
+            try: colour = colour or _is_colour(folder/f)
+            except (UnidentifiedImageError, OSError) as e: bad[f] = _why(e)
+        channels = 3 if colour else 1
     mode, arrays = ('RGB' if channels == 3 else 'L'), []
     for f in files:
-        if any(b.startswith(f"{f} (") for b in bad): continue  # its header did not decode either
+        if f in bad: continue  # its header did not decode either
         try: arrays.append(_decode(folder/f, size, mode))
-        except (UnidentifiedImageError, OSError, ValueError) as e: bad.append(f"{f} ({_why(e)})")
+        except (UnidentifiedImageError, OSError, ValueError) as e: bad[f] = _why(e)
     if bad:
         raise ImageFolderError(f"{display_path(folder)}: {len(bad)} of {len(files)} image file(s) could not be read; fix or remove them: "
-                               + '; '.join(bad[:5]) + (f' (and {len(bad) - 5} more)' if len(bad) > 5 else ''))
+                               + '; '.join(f"{f} ({why})" for f, why in list(bad.items())[:5]) + (f' (and {len(bad) - 5} more)' if len(bad) > 5 else ''))
     images = torch.from_numpy(np.stack(arrays))
     labels = torch.tensor([classes.index(f.parts[0]) if classes else 0 for f in files], dtype=torch.int64)
     classes = classes or ['images']
