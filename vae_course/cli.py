@@ -25,10 +25,11 @@ from .model import VAE, ConvVAE, CheckpointError, load_checkpoint
 from .training import ELBOCSVLogger, epoch_table, join_processes, resume, vae_learner, _is_main
 from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
+import fastai.callback.schedule  # noqa: F401  (Learner.fit_one_cycle, for --schedule one-cycle)
 
 # %% ../nbs/12_cli.ipynb #be91d709
 MODEL_CLASSES = {'mlp': VAE, 'conv': ConvVAE}
-MODEL_ARGS = ('dataset', 'images', 'size', 'model', 'latent', 'hidden', 'binarize', 'likelihood', 'sigma', 'subset', 'seed', 'bs', 'valid', 'iw_k')  # a resumed run must repeat these
+MODEL_ARGS = ('dataset', 'images', 'size', 'model', 'latent', 'hidden', 'binarize', 'likelihood', 'sigma', 'subset', 'seed', 'bs', 'valid', 'iw_k', 'schedule')  # a resumed run must repeat these
 MAX_K = 100_000  # importance samples per image: the standard protocol uses 5,000; more costs hours for nothing
 HOLDOUT = 1/6  # `--valid holdout`: the fraction of the training images held out to choose best.pt (MNIST: 10,000 of 60,000)
 
@@ -81,6 +82,7 @@ def build_parser()->argparse.ArgumentParser:
     t.add_argument('--valid', choices=['holdout', 'test'], default='holdout', help='validation images that choose best.pt: a sixth of the training images held out (holdout), or the test split (test; evaluate then scores last.pt) (default: %(default)s)')
     t.add_argument('--bs', type=_positive(int), default=128, help='batch size (default: %(default)s)')
     t.add_argument('--lr', type=_positive(float), default=1e-3, help="Adam's learning rate (default: %(default)s)")
+    t.add_argument('--schedule', choices=['constant', 'one-cycle'], default='constant', help="learning-rate schedule: constant, or fastai's one-cycle (5%% warm-up to --lr, then cosine annealing), the recipe of the shipped reference models (default: %(default)s)")
     t.add_argument('--seed', type=int, default=0, help='random seed (default: %(default)s)')
     t.add_argument('--root', type=Path, default=None, help='data folder with the IDX files (default: VAE_COURSE_DATA, the cache, a download)')
     t.add_argument('--subset', type=_positive(int), default=None, help='train on this many images only, for quick runs')
@@ -298,7 +300,8 @@ def _train(args, out:Path, hidden, saved:dict|None, processes:int=1)->int:
     if _is_main(): write_atomic(out/'run.json', lambda p: p.write_text(json.dumps(record, indent=2)))
     print(f"data: {dls.source} ({dls.train.n:,} training, {dls.valid.n:,} validation images, {record['protocol']}); "
           f"model: {type(model).__name__} Z={args.latent}; device: {dls.device}" + (f"; {processes} processes, each with its own share of the data and batches of {args.bs}" if processes > 1 else ''))
-    learn.fit(args.epochs, start_epoch=start)
+    if args.schedule == 'one-cycle': learn.fit_one_cycle(args.epochs, args.lr, pct_start=0.05, start_epoch=start)
+    else: learn.fit(args.epochs, start_epoch=start)
     if learn.nan_guard.message:
         if _is_main(): print(learn.nan_guard.message, file=sys.stderr)
         return 1
