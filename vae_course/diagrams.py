@@ -7,13 +7,13 @@ Docs: https://vae-course.github.io/vae_course/diagrams.html.md"""
 # %% auto #0
 __all__ = ['KINDS', 'Box', 'Diagram']
 
-# %% ../nbs/95_diagrams.ipynb #706eb75c
+# %% ../nbs/95_diagrams.ipynb #890c1481
 from dataclasses import dataclass
 import matplotlib.pyplot as plt
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from fastcore.basics import patch
 
-# %% ../nbs/95_diagrams.ipynb #915c13b5
+# %% ../nbs/95_diagrams.ipynb #17d33019
 KINDS = {  # the colours of each kind of box, the same in every lesson
     'data': dict(facecolor='#eeeeee', edgecolor='#4a4a4a', boxstyle='square,pad=0.02'),
     'net':  dict(facecolor='#dbe9f6', edgecolor='#2b6cb0', boxstyle='square,pad=0.02'),
@@ -34,7 +34,7 @@ class Box:
         s = min(self.w/2/abs(dx) if dx else float('inf'), self.h/2/abs(dy) if dy else float('inf'))
         return self.x + s*dx, self.y + s*dy
 
-# %% ../nbs/95_diagrams.ipynb #947cf280
+# %% ../nbs/95_diagrams.ipynb #cdf7c3be
 class Diagram:
     "Boxes and arrows on a canvas of `width` x `height` units, drawn with matplotlib: the course's pictures of ideas."
     def __init__(self,
@@ -62,7 +62,7 @@ class Diagram:
         self.notes.append((x, y, text, dict(dict(fontsize=9, color='#555555', style='italic', ha='center'), **kwargs)))
         return self
 
-# %% ../nbs/95_diagrams.ipynb #71f1dba5
+# %% ../nbs/95_diagrams.ipynb #34885976
 def _draw_arrow(ax, a:Box, b:Box, text, dashed, color, bend):
     "One arrow from the border of `a` to the border of `b`, and its label beside its middle."
     start, end = a.edge_point(b.x, b.y), b.edge_point(a.x, a.y)
