@@ -1,6 +1,7 @@
 "The public API of vae_course: `from vae_course.all import *`."
 from fastai.torch_core import default_device, set_seed  # the course's seed and device helpers (fastai's own)
 from .core import *
+from .config import *
 from .data import *
 from .autoencoder import *
 from .encoder import *
