@@ -136,7 +136,7 @@ def differs(self:Config, other, names=None)->dict:
     names = [f.name for f in fields(self)] if names is None else names
     return {n: (getattr(self, n), getattr(other, n)) for n in names if getattr(self, n) != getattr(other, n)}
 
-# %% ../nbs/92_config.ipynb #1f321f49
+# %% ../nbs/92_config.ipynb #f1390da7
 DATASET_NAMES = ('fashion_mnist', 'mnist')    # the datasets a run can name (their files: lesson 00's `DATASETS`)
 BINARIZE = (None, 'fixed', 'static', 'dynamic') # pixel protocols: continuous, thresholded, drawn once, drawn each pass
 DEFAULT_DATASET, FOLDER_SIZE = 'mnist', 32   # what a run without `dataset`, and a folder without `size`, uses
@@ -167,26 +167,29 @@ class DataConfig(Config):
     eval_seed:int = setting(0, check_seed)
     root:Path|None = setting(None)  # a folder with the IDX files; None: VAE_COURSE_DATA, the cache, a download
 
-    def _rules(self)->dict:  # one source of data; what a folder of images has no use for is refused
-        if self.images is None:
-            for name in ('size', 'channels'):
-                if getattr(self, name) is not None:
-                    raise ConfigError(f"`{name}` is for `images`: it needs a folder of images "
-                                      "(MNIST and Fashion-MNIST are 28x28 grayscale)")
-            return dict(dataset=self.dataset or DEFAULT_DATASET)
-        if self.dataset is not None:
-            raise ConfigError(f"`images` and `dataset` {self.dataset} are two sources of data: give one")
-        if self.valid == 'test':
-            raise ConfigError("`valid` test needs a test split, and a folder of images has none: its validation images "
-                              "are held out from it (`valid` holdout)")
-        if self.binarize is not None:
-            raise ConfigError(f"`binarize` {self.binarize} is a protocol for MNIST-like digits; your images train on "
-                              "their pixels in [0,1] (`likelihood` gaussian suits colour)")
-        if self.root is not None:
-            raise ConfigError("`root` is the folder of the MNIST files; with `images` there is nothing to read there")
-        return dict(size=self.size or FOLDER_SIZE)
+    def _rules(self)->dict: return _data_rules(self)  # the rules between the data's settings: below
 
-# %% ../nbs/92_config.ipynb #62ae4b2c
+# %% ../nbs/92_config.ipynb #b2d54ed2
+def _data_rules(cfg:DataConfig)->dict:
+    "The rules between the data's settings; returns the defaults that follow (the dataset, a folder's image size)."
+    if cfg.images is None:
+        for name in ('size', 'channels'):
+            if getattr(cfg, name) is not None:
+                raise ConfigError(f"`{name}` is for `images`: it needs a folder of images "
+                                  "(MNIST and Fashion-MNIST are 28x28 grayscale)")
+        return dict(dataset=cfg.dataset or DEFAULT_DATASET)
+    if cfg.dataset is not None:
+        raise ConfigError(f"`images` and `dataset` {cfg.dataset} are two sources of data: give one")
+    if cfg.valid == 'test':
+        raise ConfigError("`valid` test needs a test split, and a folder of images has none: its validation images "
+                          "are held out from it (`valid` holdout)")
+    if cfg.binarize is not None:
+        raise ConfigError(f"`binarize` {cfg.binarize} is a protocol for MNIST-like digits; your images train on "
+                          "their pixels in [0,1] (`likelihood` gaussian suits colour)")
+    if cfg.root is not None:
+        raise ConfigError("`root` is the folder of the MNIST files; with `images` there is nothing to read there")
+    return dict(size=cfg.size or FOLDER_SIZE)
+
 @patch
 def n_valid(self:DataConfig, n_train:int)->int:
     "The validation images that go with a subset of `n_train` training images: the ratio of the holdout split."
