@@ -15,3 +15,4 @@ from .fid import *
 from .explorer import *
 from .cli import *
 from .images import *
+from .diagrams import *
