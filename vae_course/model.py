@@ -14,12 +14,16 @@ from typing import NamedTuple
 
 import torch, pandas as pd
 from torch import nn, Tensor
+from fastcore.basics import patch
 from fastai.torch_core import default_device
 from . import __version__
-from .data import check_count, check_finite, check_images, trace_pipeline, write_atomic
-from .encoder import MLPEncoder, ConvEncoder, hidden_sizes, check_image_shape
+from .core import check_count, check_image_shape, check_images, check_latent, model_device, write_atomic
+from .data import trace_pipeline
+from .encoder import MLPEncoder, ConvEncoder, log_normal
 from .sampling import reparameterize
-from .decoder import MLPDecoder, ConvDecoder, check_latent
+from .decoder import MLPDecoder, ConvDecoder
+from .losses import (Bernoulli, ELBOParts, StandardNormal, as_likelihood, elbo_from_terms,
+                               log_importance_weights)
 
 # %% ../nbs/06_vae.ipynb #b8f443fe
 class VAEOutput(NamedTuple):
@@ -31,88 +35,121 @@ class VAEOutput(NamedTuple):
 
 # %% ../nbs/06_vae.ipynb #6cc37970
 class VAE(nn.Module):
-    "A variational autoencoder with an MLP encoder and decoder: 784 -> 400 -> 20 -> 400 -> 784 by default, as in PyTorch's example."
-    encoder_cls, decoder_cls = MLPEncoder, MLPDecoder
+    "A variational autoencoder with an MLP encoder and decoder: 784-400-20-400-784 by default, as in PyTorch's example."
+    encoder_cls, decoder_cls, prior_cls = MLPEncoder, MLPDecoder, StandardNormal  # the parts; subclasses change them
+    default_hidden = 400  # n_hidden when none is given
 
     def __init__(self,
         n_latent:int=20,  # latent dimensions Z
-        n_hidden:int|tuple=400, # hidden units of the encoder and of the decoder; a tuple for several layers, e.g. (200, 200)
-        image_shape:tuple=(1, 28, 28), # (C,H,W) of the images, e.g. (3, 32, 32); a list (from a checkpoint's JSON) is accepted
+        n_hidden:int|tuple|None=None, # hidden units (a tuple: several layers); None: `default_hidden`
+        image_shape:tuple=(1, 28, 28), # (C,H,W) of the images, e.g. (3, 32, 32), or a list (from JSON)
+        likelihood='bernoulli', # p(x|z): a `Likelihood`, its name, or its `config()` (lesson 05's `as_likelihood`)
     ):
         super().__init__()
-        n_latent = check_count(n_latent, 'n_latent')
-        hidden_sizes(n_hidden)  # a clear error for a bad size, before any layer is built
-        image_shape = check_image_shape(image_shape)
-        self.config = dict(n_latent=n_latent, n_hidden=n_hidden)  # constructor arguments, saved with checkpoints
-        if image_shape != (1, 28, 28): self.config['image_shape'] = list(image_shape)  # only when not MNIST's: JSON-friendly
+        n_latent, image_shape = check_count(n_latent, 'n_latent'), check_image_shape(image_shape)
+        n_hidden = self.default_hidden if n_hidden is None else n_hidden
+        self.likelihood = as_likelihood(likelihood)
         self.n_latent, self.image_shape = n_latent, image_shape
+        self.config = dict(n_latent=n_latent, n_hidden=n_hidden, image_shape=list(image_shape),  # JSON-friendly
+                           likelihood=self.likelihood.config())                                    # for checkpoints
+        c, h, w = image_shape
         self.encoder = self.encoder_cls(n_latent, n_hidden, image_shape=image_shape)  # (B,C,H,W) -> mu, logvar (B,Z)
-        self.decoder = self.decoder_cls(n_latent, n_hidden, image_shape=image_shape)  # (B,Z) -> logits (B,C,H,W)
+        out_shape = (self.likelihood.n_params*c, h, w)  # P outputs per image channel: 1 for a Bernoulli
+        self.decoder = self.decoder_cls(n_latent, n_hidden, image_shape=out_shape)    # (B,Z) -> (B,P*C,H,W)
+        self.prior = self.prior_cls(n_latent)
 
-    @property
-    def device(self)->torch.device: return next(self.parameters()).device
-    @property
-    def dtype(self)->torch.dtype: return next(self.parameters()).dtype
-
-    def _user_input(self, x:Tensor)->Tensor:
-        "Images given by hand: check everything, values included; move them to the model's device and dtype."
-        check_images(x)
-        return x.to(self.device, self.dtype)
+    def _as_input(self, t:Tensor)->Tensor:
+        "A user's tensor, already checked, on the model's device and in its dtype."
+        p = next(self.parameters())
+        return t.to(p.device, p.dtype)
 
     def encode(self, x:Tensor)->tuple:
-        "The posterior q(z|x) of images (B,C,H,W) in [0,1]: mu and logvar, each (B,Z)."
-        return self.encoder(self._user_input(x))
+        "The posterior q(z|x) of images (B,C,H,W) in [0,1], checked: mu and logvar, each (B,Z)."
+        return self.encoder(self._as_input(check_images(x, shape=self.image_shape)))
 
-    def decode(self, z:Tensor)->Tensor:
-        "Logits (B,C,H,W) of p(x|z) for codes `z` (B,Z), which must be finite."
-        check_latent(z, self.n_latent); check_finite(z, 'latent codes')  # a user's codes: values read once, here
-        return self._decode(z.to(self.device, self.dtype))
+    def decode(self,
+        z:Tensor,         # (B,Z) codes
+        check:bool=True,  # check them (shape, dtype, finite values), move them to the model; False: the library's codes
+    )->Tensor:            # (B,n_params*C,H,W) decoder outputs: logits
+        "The decoder's outputs for codes `z`: the parameters of p(x|z)."
+        if check: z = self._as_input(check_latent(z, self.n_latent, values=True))  # a user's codes: read once, here
+        return self._decode(z)
 
     def _decode(self, z:Tensor)->Tensor:
-        "Logits for codes we made ourselves (prior draws, posterior means): no values read. Subclasses with another decoder override this."
+        "Decoder outputs for codes that need no check; a model that generates unlike it trains overrides this."
         return self.decoder(z)
 
     def forward(self, x:Tensor)->VAEOutput:
-        "Encode, draw one z per image with the reparameterization trick, decode. Reads no values: no wait for the GPU."
-        mu, logvar = self.encoder(x)    # (B,Z), (B,Z); checks shape and dtype, reads no values
+        "Encode, draw one z per image with the reparameterization trick, decode. Checks nothing, reads no values."
+        mu, logvar = self.encoder(x)    # (B,Z), (B,Z)
         z = reparameterize(mu, logvar)  # (B,Z)
         return VAEOutput(self.decoder(z), mu, logvar, z)
 
-    @torch.no_grad()
-    def sample(self,
-        n:int,                  # how many images
-        generator:torch.Generator|None=None, # draws the codes (on its own device); None: torch's global generator
-    )->Tensor:                  # (n,C,H,W) in [0,1]
-        "New images: the Bernoulli means sigmoid(decode(z)) for codes z drawn from the prior N(0,I)."
-        n = check_count(n, 'n')
-        device = self.device if generator is None else generator.device
-        z = torch.randn(n, self.n_latent, generator=generator, device=device)  # (n,Z)
-        return torch.sigmoid(self._decode(z.to(self.device, self.dtype)))  # codes we drew: no need to read them
+    @property
+    def device(self)->torch.device: return model_device(self)  # for lessons 08, 10 and 11; prefer core's `model_device`
 
-    @torch.no_grad()
-    def reconstruct(self, x:Tensor)->Tensor: # (B,C,H,W) in [0,1] -> (B,C,H,W) in [0,1]
-        "Reconstructions sigmoid(decode(mu)): the decoder's mean image at the centre of q(z|x), without sampling."
-        mu, _ = self.encode(x)
-        return torch.sigmoid(self._decode(mu))  # the encoder's means: no need to read them again
+# %% ../nbs/06_vae.ipynb #f7fc07cd
+@patch
+def kl(self:VAE,
+    out:VAEOutput, # a forward pass
+)->Tensor:         # (B,Z) KL of each latent dimension, in nats; (B,1) for a prior without a closed form
+    "KL(q(z|x) || p(z)): the prior's closed form, or the one-sample estimate log q(z|x) - log p(z) at `out.z`."
+    if hasattr(self.prior, 'kl'): return self.prior.kl(out.mu, out.logvar)
+    return (log_normal(out.z, out.mu, out.logvar) - self.prior.log_prob(out.z))[:, None]
 
-    @torch.no_grad()
-    def trace(self, x:Tensor)->pd.DataFrame:
-        "The data flow of batch `x` through the model: shape, dtype, range and an example value at each stage."
-        stages = [('encoder', lambda x: dict(zip(('mu', 'logvar'), self.encoder(x)))),
-                  ('sample z', lambda q: reparameterize(q['mu'], q['logvar'])),
-                  ('decoder: logits', self.decoder),
-                  ('probabilities', torch.sigmoid)]
-        return trace_pipeline(self._user_input(x), stages)
+@patch
+def elbo_parts(self:VAE,
+    out:VAEOutput,      # a forward pass of `x`
+    x:Tensor,           # (B,C,H,W) the images
+    beta:float=1.,      # weight of the KL term; 1 gives the negative ELBO
+    free_bits:float=0., # floor, in nats, on each latent dimension's batch-mean KL in the loss (0: none)
+)->ELBOParts:           # loss, recon, kl: batch means in nats per image
+    "The loss `recon + beta * KL` and its parts, with the model's likelihood and prior. Checks nothing."
+    return elbo_from_terms(self.likelihood.nll(out.logits, x), self.kl(out), beta, free_bits)
+
+@patch
+def log_weights(self:VAE,
+    x:Tensor,           # (B,C,H,W) images
+    k:int,              # draws of z per image
+    generator:torch.Generator|None=None, # draws z, on the model's device; None: torch's global generator
+)->Tensor:              # (K,B) log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x), in nats
+    "Log importance weights of `k` codes per image drawn from q(z|x): draw, decode unchecked, weigh. Checks nothing."
+    mu, logvar = self.encoder(x)                                                          # (B,Z) each
+    z = reparameterize(mu.expand(k, *mu.shape), logvar.expand(k, *mu.shape), generator)  # (K,B,Z)
+    out = self.decode(z.flatten(0, 1), check=False).unflatten(0, (k, len(x)))            # (K,B,P*C,H,W)
+    return log_importance_weights(out, x, z, mu, logvar, self.likelihood, prior=self.prior)
+
+# %% ../nbs/06_vae.ipynb #cd59970a
+@patch
+@torch.no_grad()
+def sample(self:VAE,
+    n:int,                  # how many images
+    generator:torch.Generator|None=None, # draws the codes (on its own device); None: torch's global generator
+)->Tensor:                  # (n,C,H,W) in [0,1]
+    "New images: the likelihood's means of decoded codes z ~ p(z); for a Bernoulli, sigmoid(decode(z))."
+    z = self.prior.sample(check_count(n, 'n'), generator)  # (n,Z) on the model's device
+    return self.likelihood.mean(self.decode(z, check=False))  # codes we drew: no need to read them
+
+@patch
+@torch.no_grad()
+def reconstruct(self:VAE, x:Tensor)->Tensor: # (B,C,H,W) in [0,1] -> (B,C,H,W) in [0,1]
+    "Reconstructions: the likelihood's mean at the centre of q(z|x), decode(mu), without sampling."
+    mu, _ = self.encode(x)
+    return self.likelihood.mean(self.decode(mu, check=False))  # the encoder's means: no need to read them again
+
+@patch
+@torch.no_grad()
+def trace(self:VAE, x:Tensor)->pd.DataFrame:
+    "The data flow of batch `x` through the model: shape, dtype, range and an example value at each stage."
+    stages = [('encoder', lambda x: dict(zip(('mu', 'logvar'), self.encoder(x)))),
+              ('sample z', lambda q: reparameterize(q['mu'], q['logvar'])),
+              ('decoder: logits', self.decoder),
+              ('probabilities' if isinstance(self.likelihood, Bernoulli) else 'means', self.likelihood.mean)]
+    return trace_pipeline(self._as_input(check_images(x, shape=self.image_shape)), stages)
 
 class ConvVAE(VAE):
-    "A VAE with the convolutional encoder and decoder of lessons 02 and 04, and the same interface as `VAE`."
-    encoder_cls, decoder_cls = ConvEncoder, ConvDecoder
-
-    def __init__(self,
-        n_latent:int=20,  # latent dimensions Z
-        n_hidden:int=256, # size of the encoder's feature vector and of the decoder's first hidden layer
-        image_shape:tuple=(1, 28, 28), # (C,H,W) of the images: square, side 28, 32, 64, ... (lesson 01's `conv_features`)
-    ): super().__init__(n_latent, check_count(n_hidden, 'n_hidden'), image_shape)  # one size: the MLP's tuples do not apply
+    "A VAE with the convolutional encoder and decoder of lessons 02 and 04 (`n_hidden`: one size); the same interface."
+    encoder_cls, decoder_cls, default_hidden = ConvEncoder, ConvDecoder, 256
 
 # %% ../nbs/06_vae.ipynb #c945148b
 MODELS = {'VAE': VAE, 'ConvVAE': ConvVAE}  # the classes a checkpoint can name; add yours here
@@ -162,19 +199,25 @@ def load_checkpoint(
     path = Path(path)
     json_path = _json_path(path)
     for p in (path, json_path):
-        if not p.is_file(): raise FileNotFoundError(f"{p}: no such file (a checkpoint is a .pt file and a .json file side by side)")
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: no such file (a checkpoint is a .pt file and a .json file side by side)")
     try: meta = json.loads(json_path.read_text())
     except json.JSONDecodeError as e: raise CheckpointError(f"{json_path}: not valid JSON ({e})") from None
     name, config = meta.get('model'), meta.get('config')
     if name not in MODELS: raise CheckpointError(f"{json_path}: unknown model class {name!r}; known: {sorted(MODELS)}")
-    if not isinstance(config, dict): raise CheckpointError(f"{json_path}: 'config' must be a dict of constructor arguments, got {config!r}")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{json_path}: 'config' must be a dict of constructor arguments, got {config!r}")
     try:
         with torch.device('meta'): shapes = MODELS[name](**config)  # the model's shapes, with no memory behind them
-    except (TypeError, ValueError) as e: raise CheckpointError(f"{json_path}: {name} does not take the arguments {config} ({e})") from None
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{json_path}: {name} does not take the arguments {config} ({e})") from None
     device = device or default_device()
     try: state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e: raise CheckpointError(f"{path}: not a readable weights-only checkpoint ({type(e).__name__}: {_load_error(e)})") from None
-    if not isinstance(state, dict): raise CheckpointError(f"{path}: expected a state_dict, got a {type(state).__name__}")
+    except Exception as e:
+        why = f"{type(e).__name__}: {_load_error(e)}"
+        raise CheckpointError(f"{path}: not a readable weights-only checkpoint ({why})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a state_dict, got a {type(state).__name__}")
     _check_state(shapes, state, f"{path} does not fit {name}(**{config}) from {json_path.name}")
     model = MODELS[name](**config)  # now that the weights fit, the real model: memory only for what the file holds
     model.load_state_dict(state)
