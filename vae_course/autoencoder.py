@@ -41,6 +41,7 @@ def _conv_channels(channels, n_stages:int, default:tuple)->tuple:
         raise ValueError(f"channels must give {n_stages} numbers, one per stride-2 stage, got {channels}")
     return channels
 
+# %% ../nbs/01_plain_ae.ipynb #8a80f328
 def conv_features(
     n_out:int=256,        # size of the feature vector
     channels:tuple|None=None, # channels of the stride-2 convolutions; None: 32, 64, 128, ... one per stage
@@ -134,6 +135,7 @@ class Autoencoder(nn.Module):
         "Images (B,1,28,28) to the logits (B,1,28,28) of their reconstructions."
         return self.decode(self.encode(x))
 
+# %% ../nbs/01_plain_ae.ipynb #cca63c6f
 class ConvAutoencoder(Autoencoder):
     "A convolutional autoencoder with the same interface as `Autoencoder`: only its parts and default size differ."
     default_hidden = 256

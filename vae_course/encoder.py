@@ -66,6 +66,7 @@ def hidden_sizes(
                          f"got {n_hidden!r}")
     return sizes
 
+# %% ../nbs/02_encoder.ipynb #44b5ae90
 class MLPEncoder(GaussianEncoder):
     "Gaussian encoder q(z|x) with ReLU hidden layers: C*H*W (784) -> n_hidden -> (mu, logvar), as in PyTorch's example."
     def __init__(self,

@@ -45,7 +45,9 @@ class StandardNormal(nn.Module):
         self.n_latent = check_count(n_latent, 'n_latent')
         self.register_buffer('_zero', torch.zeros(()), persistent=False)  # follows .to(device, dtype); not saved
 
-    def log_prob(self, z:Tensor)->Tensor: # (...,Z) codes -> (...,) log p(z), in nats
+    def log_prob(self,
+        z:Tensor, # (...,Z) codes, e.g. (B,Z) or (K,B,Z)
+    )->Tensor:    # (...,) log p(z), in nats
         "Log-density of `z` under N(0, I), summed over the latent dimensions."
         return -0.5*(z.pow(2) + math.log(2*math.pi)).sum(-1)
 
@@ -57,8 +59,11 @@ class StandardNormal(nn.Module):
         device = self._zero.device if generator is None else generator.device
         return torch.randn(n, self.n_latent, generator=generator, device=device).to(self._zero)
 
-    def kl(self, mu:Tensor, logvar:Tensor)->Tensor: # (B,Z) each -> (B,Z) nats
-        "KL divergence of N(mu, exp(logvar)) from this prior, per latent dimension, in closed form (`kl_per_dim`)."
+    def kl(self,
+        mu:Tensor,     # (B,Z) means of q(z|x)
+        logvar:Tensor, # (B,Z) log-variances of q(z|x)
+    )->Tensor:         # (B,Z) KL of each latent dimension, in nats
+        "KL divergence of N(mu, exp(logvar)) from this prior, in closed form (`kl_per_dim`)."
         return kl_per_dim(mu, logvar)
 
     def extra_repr(self)->str: return f'n_latent={self.n_latent}'
@@ -80,12 +85,27 @@ class Likelihood(nn.Module):
     name = ''              # its name in `LIKELIHOODS` and in `config()`
     n_params = 1           # decoder outputs per image channel
     unit_interval = False  # whether targets must lie in [0,1] (checked where data enter)
-    def nll(self, out:Tensor, x:Tensor)->Tensor: raise NotImplementedError  # (B,) -log p(x|z), summed over pixels, nats
-    def mean(self, out:Tensor)->Tensor: raise NotImplementedError           # (B,C,H,W) the mean image, in [0,1]
-    def sample(self, out:Tensor, generator=None)->Tensor: raise NotImplementedError  # (B,C,H,W) one draw per pixel
+    def nll(self,
+        out:Tensor, # (B,n_params*C,H,W) decoder outputs
+        x:Tensor,   # (B,C,H,W) images
+    )->Tensor:      # (B,) -log p(x|z), summed over pixels, in nats
+        "The negative log-likelihood of each image."
+        raise NotImplementedError
+    def mean(self,
+        out:Tensor, # (B,n_params*C,H,W) decoder outputs
+    )->Tensor:      # (B,C,H,W) the mean image, in [0,1]
+        "The mean of p(x|z): what `sample` and `reconstruct` of a model show."
+        raise NotImplementedError
+    def sample(self,
+        out:Tensor, # (B,n_params*C,H,W) decoder outputs
+        generator:torch.Generator|None=None, # draws the pixels, on `out`'s device; None: torch's global generator
+    )->Tensor:      # (B,C,H,W) one draw of every pixel
+        "An image drawn from p(x|z)."
+        raise NotImplementedError
     def config(self)->dict: return dict(name=self.name)  # JSON-friendly; `as_likelihood(config)` rebuilds the object
     def extra_repr(self)->str: return ', '.join(f'{k}={v!r}' for k, v in self.config().items() if k != 'name')
 
+# %% ../nbs/05_elbo.ipynb #08835b7e
 class Bernoulli(Likelihood):
     "Binary pixels, 1 with probability sigmoid(out): the negative log-likelihood is lesson 01's `bce_recon`."
     name, unit_interval = 'bernoulli', True
@@ -185,6 +205,7 @@ def elbo_parts(
     _check_elbo_args(logits, x, mu, logvar, beta, free_bits, lik, check_range)
     return elbo_from_terms(lik.nll(logits, x), kl_per_dim(mu, logvar), beta, free_bits)
 
+# %% ../nbs/05_elbo.ipynb #2524618d
 def recon_nll(
     logits:Tensor,     # (B,n_params*C,H,W) decoder outputs
     x:Tensor,          # (B,C,H,W) targets

@@ -58,35 +58,45 @@ class VAE(nn.Module):
         self.decoder = self.decoder_cls(n_latent, n_hidden, image_shape=out_shape)    # (B,Z) -> (B,P*C,H,W)
         self.prior = self.prior_cls(n_latent)
 
-    def _as_input(self, t:Tensor)->Tensor:
-        "A user's tensor, already checked, on the model's device and in its dtype."
-        p = next(self.parameters())
-        return t.to(p.device, p.dtype)
-
-    def encode(self, x:Tensor)->tuple:
-        "The posterior q(z|x) of images (B,C,H,W) in [0,1], checked: mu and logvar, each (B,Z)."
-        return self.encoder(self._as_input(check_images(x, shape=self.image_shape)))
-
-    def decode(self,
-        z:Tensor,         # (B,Z) codes
-        check:bool=True,  # check them (shape, dtype, finite values), move them to the model; False: the library's codes
-    )->Tensor:            # (B,n_params*C,H,W) decoder outputs: logits
-        "The decoder's outputs for codes `z`: the parameters of p(x|z)."
-        if check: z = self._as_input(check_latent(z, self.n_latent, values=True))  # a user's codes: read once, here
-        return self._decode(z)
-
-    def _decode(self, z:Tensor)->Tensor:
-        "Decoder outputs for codes that need no check; a model that generates unlike it trains overrides this."
-        return self.decoder(z)
-
-    def forward(self, x:Tensor)->VAEOutput:
-        "Encode, draw one z per image with the reparameterization trick, decode. Checks nothing, reads no values."
-        mu, logvar = self.encoder(x)    # (B,Z), (B,Z)
-        z = reparameterize(mu, logvar)  # (B,Z)
-        return VAEOutput(self.decoder(z), mu, logvar, z)
-
     @property
     def device(self)->torch.device: return model_device(self)  # for lessons 08, 10 and 11; prefer core's `model_device`
+
+# %% ../nbs/06_vae.ipynb #7debf8e4
+@patch
+def _as_input(self:VAE, t:Tensor)->Tensor:
+    "A user's tensor, already checked, on the model's device and in its dtype."
+    p = next(self.parameters())
+    return t.to(p.device, p.dtype)
+
+@patch
+def encode(self:VAE,
+    x:Tensor, # (B,C,H,W) images in [0,1], of the model's image shape; any device, any float dtype
+)->tuple:     # mu (B,Z), logvar (B,Z)
+    "The posterior q(z|x) of images given by hand: checked (type, shape, values), moved to the model's device, dtype."
+    return self.encoder(self._as_input(check_images(x, shape=self.image_shape)))
+
+@patch
+def decode(self:VAE,
+    z:Tensor,         # (B,Z) codes
+    check:bool=True,  # check them (shape, dtype, finite values), move them to the model; False: the library's codes
+)->Tensor:            # (B,n_params*C,H,W) decoder outputs: logits
+    "The decoder's outputs for codes `z`: the parameters of p(x|z)."
+    if check: z = self._as_input(check_latent(z, self.n_latent, values=True))  # a user's codes: read once, here
+    return self._decode(z)
+
+@patch
+def _decode(self:VAE, z:Tensor)->Tensor:
+    "Decoder outputs for codes that need no check; a model that generates unlike it trains overrides this."
+    return self.decoder(z)
+
+@patch
+def forward(self:VAE,
+    x:Tensor,   # (B,C,H,W) images, as the library's loaders give them
+)->VAEOutput:
+    "Encode, draw one z per image with the reparameterization trick, decode. Checks nothing, reads no values."
+    mu, logvar = self.encoder(x)    # (B,Z), (B,Z)
+    z = reparameterize(mu, logvar)  # (B,Z)
+    return VAEOutput(self.decoder(z), mu, logvar, z)
 
 # %% ../nbs/06_vae.ipynb #f7fc07cd
 @patch
@@ -191,6 +201,7 @@ def _load_error(e:Exception)->str:
     if 'WeightsUnpickler error:' in msg: msg = msg.split('WeightsUnpickler error:', 1)[1]
     return msg.strip().split('\n')[0].split('. ')[0]
 
+# %% ../nbs/06_vae.ipynb #797baf12
 def load_checkpoint(
     path:str|Path, # the .pt file written by `save_checkpoint` (its .json must lie beside it)
     device=None,   # where to put the model; default: `default_device()`
