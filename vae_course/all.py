@@ -15,4 +15,5 @@ from .fid import *
 from .explorer import *
 from .cli import *
 from .images import *
+from .priors import *
 from .diagrams import *
