@@ -16,4 +16,5 @@ from .explorer import *
 from .cli import *
 from .images import *
 from .priors import *
+from .hierarchical import *
 from .diagrams import *
