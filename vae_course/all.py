@@ -2,6 +2,7 @@
 from fastai.torch_core import default_device, set_seed  # the course's seed and device helpers (fastai's own)
 from .core import *
 from .config import *
+from .files import *
 from .data import *
 from .autoencoder import *
 from .encoder import *
