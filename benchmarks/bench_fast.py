@@ -118,9 +118,10 @@ def quality(a):
     "10 epochs on 3 seeds of each path: seconds per epoch and the final validation negative ELBO."
     for cfg in a.configs:
         hidden, latent, k, bs, lr = QUALITY[cfg]
-        dls = get_dls('mnist', bs=bs, root=a.root, binarize='static', seed=0, device=a.device)
+        dls = get_dls('mnist', bs=bs, root=a.root, binarize='static', seed=0, device=a.device, subset=a.subset)
         names = paths_for(dls.device) if a.paths is None else a.paths
-        print(f"\n{cfg}: 784-{'-'.join(map(str, hidden))}-{latent}, k={k}, batch size {bs}, Adam lr {lr:g}, {a.epochs} epochs, "
+        print(f"\n{cfg}: 784-{'-'.join(map(str, hidden))}-{latent}, k={k}, batch size {bs}, Adam lr {lr:g}, {a.epochs} epochs "
+              f"of {dls.train.n:,} training images ({dls.valid.n:,} validation), "
               f"seeds {a.seeds}; paths take turns; load {load()}", flush=True)
         res = {n: dict(s=[], loss=[]) for n in names}
         for seed in a.seeds:
@@ -154,6 +155,7 @@ if __name__ == '__main__':
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--configs', nargs='+', default=['mlp400', 'iwae5', 'mlp400-bs512'], choices=list(QUALITY))
     p.add_argument('--paths', nargs='+', default=None, help='--quality: the paths to run (default: all of this device)')
+    p.add_argument('--subset', type=int, default=None, help='--quality: train on this many images (default: all 60,000)')
     p.add_argument('--root', default=None)
     p.add_argument('--device', default=None)
     p.add_argument('--threads', type=int, default=1)

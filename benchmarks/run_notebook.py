@@ -9,7 +9,7 @@ Usage: python benchmarks/run_notebook.py nbs/07_training.ipynb [--out executed.i
 """
 import argparse, re, sys, time
 from pathlib import Path
-from execnb.nbio import read_nb, write_nb
+from fastcore.nbio import read_nb, write_nb  # execnb 0.3 moved them to fastcore
 from execnb.shell import CaptureShell
 
 def flags(cell)->set:
