@@ -16,6 +16,7 @@ from .fid import *
 from .explorer import *
 from .cli import *
 from .images import *
+from .disentangle import *
 from .priors import *
 from .hierarchical import *
 from .diagrams import *
