@@ -26,9 +26,11 @@ loop, and the final validation losses (which must agree within a draw's noise). 
 run: CPU time of a one-thread process counts the work it did and is far less disturbed by other jobs than wall time.
 
 Usage (one thread, through the queue on the shared machine):
-    /work/bin/q python benchmarks/bench_training.py --repeats 5 [--variants] [--fast] [--model mlp|conv] [--bs 128]
-        [--epochs 1] [--root DIR] [--subset N] [--binarize static|none|dynamic] [--pythae PYTHON|none] [--bar]
+    /work/bin/q python benchmarks/bench_training.py --repeats 5 [--variants] [--fast] [--model mlp|conv|tiny]
+        [--bs 128] [--epochs 1] [--root DIR] [--subset N] [--binarize static|none|dynamic] [--pythae PYTHON|none]
+        [--bar] [--loops "bare fastai;vae_learner, one dispatch, fastai losses"]   # a ';'-separated choice of loops
         [--profile LOOP]   # cProfile of one loop's epoch instead: the top functions by own time
+`--model tiny` (784-16-2) makes each batch's arithmetic small, so that each loop's own overhead per batch shows.
 """
 import argparse, contextlib, cProfile, io, json, os, pstats, statistics, subprocess, sys, tempfile, time
 from functools import partial

@@ -50,7 +50,7 @@ step() {  # step NAME LIMIT_S COMMAND...: run with a time limit (at most what is
   timeout -k 10 "$limit" "$@" > "$WORK/step.log" 2>&1; local rc=$?
   cat "$WORK/step.log" >> "$LOG"
   local verdict="ok"; [ $rc = 124 ] && verdict="TIMED OUT after ${limit} s"; [ $rc != 0 ] && [ $rc != 124 ] && verdict="FAILED (exit $rc)"
-  local shown; shown=$(printf '%s' "$*" | head -n 1 | cut -c1-160)  # a python -c program: its first line
+  local shown; shown=$(printf '%s' "$*" | tr '\n' ' ' | cut -c1-160)  # a python -c program: on one line, cut
   { printf '## %s\n\n`%s`: %s in %s s\n\n```\n' "$name" "$shown" "$verdict" "$(( $(date +%s) - t0 ))"
     grep -v -i -E 'warn|^\s*$' "$WORK/step.log" | tail -n 45; printf '```\n\n'; } >> "$REPORT"
 }
