@@ -17,6 +17,7 @@ from .explorer import *
 from .cli import *
 from .images import *
 from .disentangle import *
+from .vqvae import *
 from .priors import *
 from .hierarchical import *
 from .diagrams import *
