@@ -18,6 +18,7 @@ from fastcore.basics import patch
 from fastai.torch_core import default_device
 from . import __version__
 from .core import check_count, check_image_shape, check_images, check_latent, model_device, write_atomic
+from .core import check_finite  # noqa: F401 (tests/test_reliability_data.py patches model.check_finite)
 from .data import trace_pipeline
 from .encoder import MLPEncoder, ConvEncoder, log_normal
 from .sampling import reparameterize
