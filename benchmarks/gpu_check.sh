@@ -27,6 +27,7 @@ OUT=${OUT:-$ROOT/.gpu/out}; mkdir -p "$OUT"
 REPORT=$OUT/gpu_report.md; LOG=$OUT/gpu_check.log; : > "$LOG"
 WORK=$(mktemp -d); BUDGET=${GPU_BUDGET:-450}; START=$(date +%s)
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg PYTHONDONTWRITEBYTECODE=1
+export TORCHINDUCTOR_CACHE_DIR=$WORK/inductor  # its own compile cache: a shared one raced once in the dry run (a truncated .so)
 if [ $DRY = 1 ]; then
   PY=${PY:-python}; export VAE_COURSE_DATA=${VAE_COURSE_DATA:-/work/shared/data} PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
   SUB="--subset 2000"; REP=1; NLL="--images 50 --k 100"; EVAL="--k 50 --iw-images 100 --samples 100"; TRAIN_SUB="--subset 2000"
