@@ -16,6 +16,7 @@ from .fid import *
 from .explorer import *
 from .cli import *
 from .images import *
+from .conditional import *
 from .disentangle import *
 from .vqvae import *
 from .priors import *
