@@ -15,7 +15,7 @@ import torch, torch.nn.functional as F, ipywidgets as widgets
 from torch import nn, Tensor
 from fastcore.basics import patch
 from fastai.data.core import DataLoaders
-from .core import check_count, check_image_shape, check_images, check_latent, evaluating, model_device
+from .core import check_choice, check_count, check_image_shape, check_images, check_latent, evaluating, model_device
 from .encoder import MLPEncoder, ConvEncoder
 from .decoder import MLPDecoder, ConvDecoder
 from .sampling import reparameterize
@@ -71,7 +71,7 @@ class ConditionalEncoder(nn.Module):
                  image_shape:tuple=(1, 28, 28), arch:str='mlp'): # (C,H,W); 'mlp' or 'conv'
         super().__init__()
         c, h, w = check_image_shape(image_shape)
-        self.arch = arch
+        self.arch = check_choice(arch, ('mlp', 'conv'), 'arch')
         if arch == 'mlp': self.net = MLPEncoder(n_latent, n_hidden, image_shape=(1, 1, c*h*w + n_classes))  # a row: D+M
         else: self.net = ConvEncoder(n_latent, n_hidden, image_shape=(c + n_classes, h, w))  # C+M planes
     def forward(self, x:Tensor, code:Tensor)->tuple: # (B,C,H,W) images, (B,M) codes -> mu, logvar (B,Z); checks nothing
@@ -84,7 +84,7 @@ class ConditionalDecoder(nn.Module):
     def __init__(self, n_latent:int, n_hidden, n_classes:int, # Z, the hidden units (lesson 04's), M
                  image_shape:tuple=(1, 28, 28), arch:str='mlp'): # (P*C,H,W) of the outputs; 'mlp' or 'conv'
         super().__init__()
-        decoder_cls = MLPDecoder if arch == 'mlp' else ConvDecoder
+        decoder_cls = MLPDecoder if check_choice(arch, ('mlp', 'conv'), 'arch') == 'mlp' else ConvDecoder
         self.net = decoder_cls(n_latent + n_classes, n_hidden, image_shape=image_shape)  # reads Z+M numbers
     def forward(self, z:Tensor, code:Tensor)->Tensor: # (B,Z), (B,M) -> (B,P*C,H,W) logits; checks nothing
         return self.net(torch.cat([z, code], 1))  # (B,Z+M)
@@ -186,7 +186,7 @@ def sample(self:CVAE,
     n = check_count(n, 'n')
     if isinstance(y, torch.Generator): raise TypeError("sample(n, y=None, generator=None): pass the generator by name")
     if y is None:
-        p_y = self.log_class_prior.exp().to(generator.device if generator else self.device)
+        p_y = self.log_class_prior.exp().to(self.device if generator is None else generator.device)
         y = torch.multinomial(p_y, n, replacement=True, generator=generator)  # (n,) classes drawn from p(y)
     y = self._to_model(check_labels(y, self.n_classes, n))
     z = self.prior.sample(n, generator)                        # (n,Z) on the model's device
@@ -307,7 +307,9 @@ def intended_class_hits(
     targets:list|None=None, # the classifier's label for each of the model's classes; None: the same numbers
 )->Tensor:               # (M,n) bool, on the CPU: whether the classifier saw the intended class
     "For `n` samples of each class, whether the classifier labels them as the class they were drawn for."
-    g, targets = torch.Generator(model.device).manual_seed(seed), targets or list(range(model.n_classes))
+    targets = list(range(model.n_classes)) if targets is None else list(targets)
+    if len(targets) != model.n_classes: raise ValueError(f"targets: expected {model.n_classes} labels, got {len(targets)}")
+    g = torch.Generator(model.device).manual_seed(seed)
     return torch.stack([classifier(model.sample(n, y=c, generator=g)).argmax(1).cpu() == t for c, t in enumerate(targets)])
 
 # %% ../nbs/13_conditional.ipynb #e663f903
