@@ -11,7 +11,7 @@ __all__ = ['SHAPES', 'FACTORS', 'DSPRITES_KEYS', 'ESTIMATORS', 'factor_grid', 'r
            'TCParts', 'TCVAE', 'posterior_means', 'disentanglement', 'dimension_labels', 'FactorSliders',
            'plot_factor_traversal', 'seed_summary']
 
-# %% ../nbs/14_disentanglement.ipynb #09afe3b1
+# %% ../nbs/14_disentanglement.ipynb #5cd5be50
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,7 @@ from .data import check_count, show_image
 from .model import VAE, MODELS
 from .explorer import LatentSliders, traversal
 
-# %% ../nbs/14_disentanglement.ipynb #31912005
+# %% ../nbs/14_disentanglement.ipynb #7f9c0840
 SHAPES = ('square', 'ellipse', 'heart')
 FACTORS = ('shape', 'scale', 'rotation', 'x', 'y')
 
@@ -40,7 +40,7 @@ def factor_grid(
                 rotation=torch.arange(n_rotation)*(2*math.pi/n_rotation),
                 x=torch.linspace(0.25, 0.75, n_position), y=torch.linspace(0.25, 0.75, n_position))
 
-# %% ../nbs/14_disentanglement.ipynb #a53fc00d
+# %% ../nbs/14_disentanglement.ipynb #dd6a147c
 def _inside(shape:Tensor, u:Tensor, v:Tensor)->Tensor:
     "Whether the points (u, v), in each shape's own coordinates (unit: its half-size), lie inside a square, ellipse or heart."
     square = (u.abs() <= 0.8) & (v.abs() <= 0.8)
@@ -65,7 +65,7 @@ def render_shapes(
     u, v = dx*angle.cos() + dy*angle.sin(), dy*angle.cos() - dx*angle.sin()  # turned back by the angle
     return _inside(shape, u, v).float()[:, None]                    # (N,1,H,W)
 
-# %% ../nbs/14_disentanglement.ipynb #2098064f
+# %% ../nbs/14_disentanglement.ipynb #6f6ead46
 @dataclass
 class FactorData:
     "Images with the factors that generated them: row i of `factors` and `values` belongs to image i."
@@ -91,7 +91,7 @@ class FactorData:
         n_valid = max(1, round(valid_fraction*len(self)))
         return self[order[n_valid:]], self[order[:n_valid]]
 
-# %% ../nbs/14_disentanglement.ipynb #33dd155f
+# %% ../nbs/14_disentanglement.ipynb #1765708e
 def shapes_dataset(
     n:int|None=None,  # how many images, drawn at random from the grid with `seed`; None: every combination, in order
     size:int=32,      # image side in pixels
@@ -107,7 +107,7 @@ def shapes_dataset(
     images = torch.cat([render_shapes(v, size) for v in values.split(2048)])  # in pieces: a few MB of work space each
     return FactorData(images, factors, values, FACTORS, f'shapes {size}x{size}, generated')
 
-# %% ../nbs/14_disentanglement.ipynb #e326cc75
+# %% ../nbs/14_disentanglement.ipynb #7671ecc4
 DSPRITES_KEYS = ('imgs', 'latents_classes', 'latents_values')
 
 def load_dsprites(
@@ -136,7 +136,7 @@ def load_dsprites(
     return FactorData(x, torch.from_numpy(classes[idx, 1:]).long(), torch.from_numpy(values[idx, 1:]).float(), FACTORS,
                       f'dSprites {size}x{size}, {path.name}')
 
-# %% ../nbs/14_disentanglement.ipynb #4c3576e7
+# %% ../nbs/14_disentanglement.ipynb #345b3c87
 class KLTerms(NamedTuple):
     "The KL term split in three (Chen et al. 2018), estimated from a batch: means over its images, in nats per image."
     mi:Tensor      # index-code mutual information I(n; z)
@@ -157,7 +157,7 @@ def log_batch_weights(
     w = torch.full((m, m), math.log((n_data - 1)/(n_data*(m - 1))) if m > 1 else 0., dtype=torch.float64)
     return w.fill_diagonal_(-math.log(n_data))  # float64: cast to the codes' dtype where used
 
-# %% ../nbs/14_disentanglement.ipynb #956db504
+# %% ../nbs/14_disentanglement.ipynb #2b7f72f8
 def log_marginals(
     log_q:Tensor,       # (...,M,M,Z) log q(z_id | x_j): row i the code of image i, column j the posterior of image j
     n_data:int,         # training images N
@@ -181,7 +181,7 @@ def kl_terms(
     prod = log_qzd.sum(-1)                              # (...,M): log prod_d q(z_id)
     return KLTerms((log_qz_x - log_qz).mean(-1), (log_qz - prod).mean(-1), (prod - log_p.sum(-1)).mean(-1))
 
-# %% ../nbs/14_disentanglement.ipynb #b7ac3f41
+# %% ../nbs/14_disentanglement.ipynb #7ffe44d1
 def gaussian_log_q(
     z:Tensor,      # (M,Z) one code per image
     mu:Tensor,     # (M,Z) posterior means
@@ -198,7 +198,7 @@ def gaussian_kl_terms(
     "MI, TC and dimension-wise KL of a batch of a VAE with a N(0, I) prior."
     return kl_terms(gaussian_log_q(z, mu, logvar), -0.5*(z.pow(2) + math.log(2*math.pi)), n_data, estimator)
 
-# %% ../nbs/14_disentanglement.ipynb #2654f70d
+# %% ../nbs/14_disentanglement.ipynb #18b7aa22
 def _check_codes(codes:Tensor, factors:Tensor):
     "Raise a clear error unless `codes` (N,Z) and `factors` (N,K) describe the same N images."
     if codes.ndim != 2 or factors.ndim != 2 or len(codes) != len(factors):
@@ -234,7 +234,7 @@ def mi_matrix(
     return torch.tensor([[mutual_info(binned[:, j], factors[:, k]) for k in range(factors.shape[1])]
                          for j in range(codes.shape[1])], dtype=torch.float64)
 
-# %% ../nbs/14_disentanglement.ipynb #da0a154f
+# %% ../nbs/14_disentanglement.ipynb #35d570be
 class MIG(NamedTuple):
     "The Mutual Information Gap of a code, with what it is made of."
     score:float    # the mean normalized gap, in [0, 1]
@@ -256,7 +256,7 @@ def mig(
     gaps = (top2[0] - top2[1])/h
     return MIG(gaps.mean().item(), gaps, mi, h)
 
-# %% ../nbs/14_disentanglement.ipynb #e636cca2
+# %% ../nbs/14_disentanglement.ipynb #9e349d7c
 def _votes(codes:Tensor, factors:Tensor, n:int, batch:int, g:torch.Generator)->tuple:
     "`n` votes: for a random factor k held at a random value, the dimension that varies least over `batch` images."
     N, K = factors.shape
@@ -292,7 +292,7 @@ def factor_vae_score(
     dims, ks = _votes(normed, factors, n_eval, batch, g)
     return (table.argmax(1)[dims] == ks).double().mean().item()
 
-# %% ../nbs/14_disentanglement.ipynb #4ac0d389
+# %% ../nbs/14_disentanglement.ipynb #741dadd5
 class TCParts(NamedTuple):
     "A beta-TCVAE's loss and its parts: batch means, in nats per image (the first three as in `ELBOParts`)."
     loss:Tensor    # recon + KL + (beta - 1) * TC: what the optimizer minimizes
@@ -325,7 +325,7 @@ class TCVAE(VAE):
 
 MODELS['TCVAE'] = TCVAE  # checkpoints may name it
 
-# %% ../nbs/14_disentanglement.ipynb #8cf3ea82
+# %% ../nbs/14_disentanglement.ipynb #fe87b8e1
 @torch.no_grad()
 def posterior_means(
     model,            # a trained VAE: `encode(x) -> (mu, logvar)`
@@ -348,7 +348,7 @@ def disentanglement(
     result = mig(codes, data.factors)
     return dict(MIG=result.score, FactorVAE=factor_vae_score(codes, data.factors, seed=seed), mig=result)
 
-# %% ../nbs/14_disentanglement.ipynb #2920666f
+# %% ../nbs/14_disentanglement.ipynb #0841952a
 def dimension_labels(
     result:MIG,          # `mig(...)` of the model's codes
     names:tuple=FACTORS, # the factors' names
@@ -359,7 +359,7 @@ def dimension_labels(
     best, top = share.argmax(1).tolist(), share.max(1).values.tolist()
     return [f'{names[k]} ({s:.2f})' if s >= min_share else 'none' for k, s in zip(best, top)]
 
-# %% ../nbs/14_disentanglement.ipynb #2d3496d4
+# %% ../nbs/14_disentanglement.ipynb #1fdbcd1b
 class FactorSliders(LatentSliders):
     "Lesson 10's latent sliders, each named after the factor its dimension tracks."
     def __init__(self, model, images:Tensor, labels:list, **kwargs): # labels: one per latent dimension (`dimension_labels`)
@@ -373,7 +373,7 @@ class FactorSliders(LatentSliders):
         fig.tight_layout()
         return fig
 
-# %% ../nbs/14_disentanglement.ipynb #78f2f328
+# %% ../nbs/14_disentanglement.ipynb #d406ff4b
 def plot_factor_traversal(
     model,               # a trained VAE
     z0:Tensor,           # (Z,) the code the rows start from
@@ -396,7 +396,7 @@ def plot_factor_traversal(
         ax.set_axis_on(); ax.set_xticks([]); ax.set_yticks([]); ax.set_xlabel(f'{v:.1f}', fontsize=8)
     return fig
 
-# %% ../nbs/14_disentanglement.ipynb #65cc2934
+# %% ../nbs/14_disentanglement.ipynb #df9438cb
 def seed_summary(
     results:pd.DataFrame, # one row per trained model
     by:list,              # the columns that name a setting, e.g. ['objective', 'beta']
