@@ -130,7 +130,7 @@ def quality(a):
                 model = VAE(latent, hidden).to(dls.device)
                 opt = torch.optim.Adam(model.parameters(), lr=lr)
                 p, spent = Path(n, model, k, dls.device), []
-                for epoch in range(a.epochs):
+                for _epoch in range(a.epochs):
                     start = time.process_time() if dls.device.type == 'cpu' else time.perf_counter()
                     p.steps(opt, (xb for xb, _ in dls.train))
                     spent.append((time.process_time() if dls.device.type == 'cpu' else time.perf_counter()) - start)

@@ -194,7 +194,7 @@ def peak(m:int)->dict:
         total_flop = total_s = 0.
         for k_in, k_out in DECODER:
             a, w, b = torch.randn(m, k_in, dtype=dtype), torch.randn(k_out, k_in, dtype=dtype), torch.randn(k_out, dtype=dtype)
-            s = _time(lambda: F.linear(a, w, b))
+            s = _time(lambda a=a, w=w, b=b: F.linear(a, w, b))
             res[(str(dtype)[6:], f'{m}x{k_in}x{k_out}')] = 2*m*k_in*k_out/s/1e9
             total_flop, total_s = total_flop + 2*m*k_in*k_out, total_s + s
         res[(str(dtype)[6:], 'decoder')] = total_flop/total_s/1e9
@@ -280,7 +280,8 @@ def protocol(a):
 
 if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--measure', action='store_true', help='measure the shipped models now instead of reading their stored numbers')
+    p.add_argument('--measure', action='store_true',
+                   help='measure the shipped models now instead of reading their stored numbers')
     p.add_argument('--speed', action='store_true', help="time the estimators on a subset of the protocol's images")
     p.add_argument('--protocol', action='store_true', help='time the fast estimator on the whole standard protocol')
     p.add_argument('--k', type=int, default=5000)
@@ -289,11 +290,13 @@ if __name__ == '__main__':
     p.add_argument('--bs', type=int, default=500, help='fast estimator: images per pass')
     p.add_argument('--budget-mb', type=float, default=None, help="fast estimator: memory for one chunk's logits, in MB "
                    "(default: 64 on the CPU, 2048 on a GPU)")
-    p.add_argument('--estimators', nargs='+', default=['fast'], choices=['today', 'fast', 'fast-bf16', 'fast-fused', 'fast-fused-bf16'],
+    p.add_argument('--estimators', nargs='+', default=['fast'],
+                   choices=['today', 'fast', 'fast-bf16', 'fast-fused', 'fast-fused-bf16'],
                    help="--protocol: today's evaluate_vae, the fast estimator in fp32, and/or in bf16")
     p.add_argument('--device', default=None, help='--protocol: cpu or cuda (default: cuda when there is one)')
     p.add_argument('--threads', type=int, default=1, help='--protocol: torch threads (default 1)')
-    p.add_argument('--run', type=Path, action='append', default=[], help='a run folder of tools/train_binarized.py, with eval.json')
+    p.add_argument('--run', type=Path, action='append', default=[],
+                   help='a run folder of tools/train_binarized.py, with eval.json')
     a = p.parse_args()
     if a.speed:
         a.images = int(a.images or 200)

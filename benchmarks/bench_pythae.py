@@ -90,7 +90,8 @@ if __name__ == '__main__':
     timer = EpochTimer()
     with tempfile.TemporaryDirectory() as out:
         config = BaseTrainerConfig(output_dir=out, num_epochs=a.epochs, learning_rate=a.lr, per_device_train_batch_size=a.bs,
-                                   per_device_eval_batch_size=2*a.bs, optimizer_cls='Adam', seed=a.seed, no_cuda=a.device == 'cpu')
+                                   per_device_eval_batch_size=2*a.bs, optimizer_cls='Adam', seed=a.seed,
+                                   no_cuda=a.device == 'cpu')
         start = time.perf_counter()
         TrainingPipeline(training_config=config, model=model)(train_data=train, eval_data=valid, callbacks=[timer])
         total = time.perf_counter() - start

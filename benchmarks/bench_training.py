@@ -72,7 +72,7 @@ def plain_loop(model, dls, epochs, lr, bf16=False, compiled=None):
     "Train and validate with a hand-written PyTorch loop; return the last epoch's validation loss."
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     loss_of = WithLoss(model) if compiled is None else compiled
-    for epoch in range(epochs):
+    for _epoch in range(epochs):
         model.train()
         for xb, _ in dls.train:
             with autocast(dls.device, bf16): loss = loss_of(xb)
@@ -178,7 +178,8 @@ class Runner:
                 if loop not in self.compiled: self.compiled[loop] = torch.compile(model, dynamic=False)
                 model = self.compiled[loop]
             cuda = dls.device.type == 'cuda'
-            precision = 'bf16' if 'bf16' in loop and cuda else 'fp32' if 'fp32' in loop else 'auto'  # auto: bf16 on a GPU that has it
+            # auto: bf16 on a GPU that has it
+            precision = 'bf16' if 'bf16' in loop and cuda else 'fp32' if 'fp32' in loop else 'auto'
             learn = variant(loop, vae_learner(dls, model, precision=precision), dls)
         return lambda: fit_learner(learn, a.epochs, a.bar or ', bar' in loop)
 
@@ -200,7 +201,8 @@ class Runner:
             torch.save({'train': self.dls.train.x.cpu(), 'valid': self.dls.valid.x.cpu()}, self.pt)
         cmd = [self.a.pythae, str(HERE/'bench_pythae.py'), '--data', str(self.pt), '--epochs', str(self.a.epochs),
                '--bs', str(self.a.bs), '--threads', str(torch.get_num_threads()), '--device', self.dls.device.type]
-        res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': str(torch.get_num_threads())})
+        res = subprocess.run(cmd, capture_output=True, text=True,
+                             env={**os.environ, 'OMP_NUM_THREADS': str(torch.get_num_threads())})
         if res.returncode: raise RuntimeError(f"bench_pythae.py failed:\n{res.stderr[-3000:]}")
         r = json.loads(res.stdout.strip().splitlines()[-1])
         return r['wall'], r['cpu'], r['valid_neg_elbo']
@@ -258,10 +260,12 @@ if __name__ == '__main__':
     p.add_argument('--device', default=None, help="default: vae_course's (cuda, mps, then cpu)")
     p.add_argument('--threads', type=int, default=1, help='torch threads (default 1)')
     p.add_argument('--variants', action='store_true', help='also time the prototypes of changes to vae_learner')
-    p.add_argument('--fast', action='store_true', help='also time the fast paths: bf16 autocast, torch.compile, flushed denormals')
+    p.add_argument('--fast', action='store_true',
+                   help='also time the fast paths: bf16 autocast, torch.compile, flushed denormals')
     p.add_argument('--loops', default=None, help="a ';'-separated list of loops to time instead (plain is always included)")
     p.add_argument('--pythae', default='/work/venvs/pythae/bin/python', help="Pythae's Python ('none': skip)")
-    p.add_argument('--bar', action='store_true', help="show fastai's progress bar in every learner (off by default, as in a script)")
+    p.add_argument('--bar', action='store_true',
+                   help="show fastai's progress bar in every learner (off by default, as in a script)")
     p.add_argument('--profile', default=None, help='profile one loop instead of timing them all')
     a = p.parse_args()
     torch.set_num_threads(a.threads)

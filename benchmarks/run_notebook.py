@@ -33,7 +33,8 @@ if __name__ == '__main__':
         shell.cell(cell)
         times.append((time.perf_counter() - t, i, cell.source.strip().splitlines()[0][:70] if cell.source.strip() else ''))
         if shell.exc:
-            print(f"cell {i} failed after {time.perf_counter() - start:.0f} s: {cell.source[:300]}\n{shell.exc!r}", file=sys.stderr)
+            print(f"cell {i} failed after {time.perf_counter() - start:.0f} s: {cell.source[:300]}\n{shell.exc!r}",
+                  file=sys.stderr)
             break
     total = time.perf_counter() - start
     if a.out: write_nb(nb, a.out)

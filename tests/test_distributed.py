@@ -3,7 +3,6 @@ folder (conftest). The validation columns of its metrics file are checked agains
 same weights (its last.pt) and the same validation images, so that a wrong reduction, or each process validating only
 its own share, fails; the files are written once, by the main process; a 2-process run resumes."""
 import json, os, subprocess, sys
-from pathlib import Path
 
 import pandas as pd, pytest, torch
 
@@ -15,12 +14,14 @@ from vae_course.data import dls_from_tensors, get_dls, set_seed
 from vae_course.model import VAE, load_checkpoint
 from vae_course.training import ShardedBatches, vae_learner
 
-QUICK = ['--latent', '4', '--hidden', '32', '--bs', '32']  # validation batches of 64: 150 held-out images in 4 pieces, 76 + 74 per process
+# validation batches of 64: 150 held-out images in 4 pieces, 76 + 74 per process
+QUICK = ['--latent', '4', '--hidden', '32', '--bs', '32']
 
 
 def torchrun(*argv, n=2, timeout=300):
     "`torchrun --standalone --nproc_per_node n -m vae_course.cli ...` in a fresh process: (exit code, stdout, stderr)."
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={n}', '-m', 'vae_course.cli', *map(str, argv)]
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={n}',
+           '-m', 'vae_course.cli', *map(str, argv)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, 'OMP_NUM_THREADS': '1'})
     return r.returncode, r.stdout, r.stderr
 
@@ -50,9 +51,11 @@ def test_validation_columns_equal_one_process_on_the_same_weights(run2):
         assert abs(last['valid_kl'] - kl.mean().item()) < 1e-3, (last['valid_kl'], kl.mean().item())
         # halves: what each process alone would report; the test above must be able to tell them from the whole
         assert abs(kl[:76].mean() - kl.mean()) > 1e-2 and abs(kl[76:].mean() - kl.mean()) > 1e-2
-        # reconstruction: one z per image in the run; here 64 draws per image give its expectation and the spread of one draw's mean
+        # reconstruction: one z per image in the run; here 64 draws per image give its expectation and the spread of
+        # one draw's mean
         gen = torch.Generator().manual_seed(0)
-        draws = torch.stack([Bernoulli(logits=model.decode(mu + std*torch.randn(mu.shape, generator=gen)), validate_args=False).log_prob(x).sum((1, 2, 3)).neg()
+        draws = torch.stack([Bernoulli(logits=model.decode(mu + std*torch.randn(mu.shape, generator=gen)),
+                                       validate_args=False).log_prob(x).sum((1, 2, 3)).neg()
                              for _ in range(64)])  # (64,150)
         expected, se = draws.mean().item(), (draws.var(0).mean()/len(x)).sqrt().item()
     tol = 5*se + 1e-3  # five standard errors of a one-draw mean over 150 images
@@ -65,7 +68,8 @@ def test_files_written_once_by_the_main_process(run2):
     assert pd.read_csv(out/'metrics.csv')['epoch'].tolist() == [0, 1]  # one row per epoch, not one per process
     assert stdout.count('epoch 1/2:') == 1 and stdout.count('\nwrote ') == 1 and 'Traceback' not in stderr
     assert '2 processes' in stdout
-    assert {'best.pt', 'last.pt', 'last_state.pt', 'run.json', 'samples.png', 'reconstructions.png'} <= {p.name for p in out.iterdir()}
+    assert ({'best.pt', 'last.pt', 'last_state.pt', 'run.json', 'samples.png', 'reconstructions.png'}
+            <= {p.name for p in out.iterdir()})
     assert not list(out.glob('*.part'))
     state = torch.load(out/'last_state.pt', weights_only=True)
     assert state['epoch'] == 1 and not any(k.startswith('module.') for k in state['model'])  # the model, not DDP's wrapper
@@ -87,11 +91,13 @@ def test_resume_a_two_process_run(run2, tmp_path):
 
 
 def test_a_second_process_writes_nothing(tmp_path, monkeypatch):
-    "In-process, one process that calls itself rank 1 (fastai's RANK): its checkpoints, metrics and grids are the main process's to write."
+    ("In-process, one process that calls itself rank 1 (fastai's RANK): its checkpoints, metrics and grids are "
+     "the main process's to write.")
     monkeypatch.setenv('RANK', '1')
     set_seed(0)
     dls = get_dls('mnist', bs=64, subset=256)
-    learn = vae_learner(dls, VAE(n_latent=4, n_hidden=32), checkpoint_dir=tmp_path/'ck', csv_path=tmp_path/'m.csv', sample_dir=tmp_path/'s')
+    learn = vae_learner(dls, VAE(n_latent=4, n_hidden=32), checkpoint_dir=tmp_path/'ck', csv_path=tmp_path/'m.csv',
+                        sample_dir=tmp_path/'s')
     learn.fit(1)
     assert not (tmp_path/'ck').exists() and not (tmp_path/'m.csv').exists() and not (tmp_path/'s').exists()
     monkeypatch.setenv('RANK', '0')
@@ -100,11 +106,13 @@ def test_a_second_process_writes_nothing(tmp_path, monkeypatch):
 
 
 def test_shards_cover_the_data():
-    "Validation shares: disjoint, together every image once, equal batch counts; training shares: strided over one shuffled order."
+    ("Validation shares: disjoint, together every image once, equal batch counts; "
+     "training shares: strided over one shuffled order.")
     x = torch.arange(150.).view(150, 1, 1, 1)
     dls = dls_from_tensors(x/150, x/150, bs=32, device='cpu')
     for dl in dls.valid, dls.train:
-        shards = [ShardedBatches(dl.new(), r, 2) for r in range(2)]  # each process has its own copy of the loader and its generator
+        # each process has its own copy of the loader and its generator
+        shards = [ShardedBatches(dl.new(), r, 2) for r in range(2)]
         assert len(shards[0]) == len(shards[1])
         seen = [torch.cat([xb for xb, _ in s]).flatten()*150 for s in shards]  # shards of the training loader draw the same order
         everything = torch.cat(seen).round().long()

@@ -9,7 +9,9 @@ LESSONS = sorted(p.name for p in NBS.glob('*.ipynb') if not p.name.startswith('_
 sys.path.insert(0, str(ROOT/'tools'))
 from make_readme import readme_text
 
-def _markdown(nb): return '\n'.join(''.join(c['source']) for c in json.loads((NBS/nb).read_text())['cells'] if c['cell_type'] == 'markdown')
+def _markdown(nb):
+    return '\n'.join(''.join(c['source']) for c in json.loads((NBS/nb).read_text())['cells']
+                     if c['cell_type'] == 'markdown')
 
 def _sidebar_entries(node):
     if isinstance(node, str): yield node
@@ -29,7 +31,8 @@ def test_lessons_open_with_title_summary_and_colab_badge():
         assert re.match(r'# \S', md), f"{nb} must open with an H1 title"
         assert '\n> ' in md, f"{nb} needs a one-line '> summary'"
         if nb != 'index.ipynb':
-            assert f'colab.research.google.com/github/vae-course/vae_course/blob/main/nbs/{nb}' in md, f"{nb}: Colab badge missing or pointing elsewhere"
+            assert f'colab.research.google.com/github/vae-course/vae_course/blob/main/nbs/{nb}' in md, \
+                f"{nb}: Colab badge missing or pointing elsewhere"
 
 def test_links_between_notebooks_resolve():
     for nb in LESSONS:
@@ -47,7 +50,8 @@ def test_index_shows_the_measured_lesson_times():
     shown = ''.join(''.join(o['data']['text/markdown']) for o in cell['outputs'] if 'text/markdown' in o.get('data', {}))
     namespace, cwd = {}, os.getcwd()
     try:
-        os.chdir(NBS); exec(''.join(cell['source']).rsplit('\n', 1)[0], namespace)  # the cell without its last line, which displays
+        # the cell without its last line, which displays
+        os.chdir(NBS); exec(''.join(cell['source']).rsplit('\n', 1)[0], namespace)
         expected = namespace['lesson_times_table']()
     finally: os.chdir(cwd)
     assert shown == expected, "nbs/index.ipynb shows stale lesson times: re-run its table cell"
@@ -61,7 +65,8 @@ def test_nbdev_proc_nbs(tmp_path):
     stub = tmp_path/'bin'/'quarto'; stub.parent.mkdir(); stub.write_text('#!/bin/sh\nexit 0\n'); stub.chmod(0o755)
     env = {**os.environ, 'PATH': f"{stub.parent}{os.pathsep}{os.environ['PATH']}"}
     work = tmp_path/'repo'  # never _proc in the checkout
-    shutil.copytree(ROOT, work, symlinks=True, ignore=shutil.ignore_patterns('.git', '_docs', '_proc', '*.egg-info', '__pycache__', 'build', 'dist'))
+    shutil.copytree(ROOT, work, symlinks=True, ignore=shutil.ignore_patterns(
+        '.git', '_docs', '_proc', '*.egg-info', '__pycache__', 'build', 'dist'))
     r = subprocess.run(['nbdev-proc-nbs'], cwd=work, env=env, capture_output=True, text=True)
     assert r.returncode == 0, f"nbdev-proc-nbs failed:\n{r.stderr[-3000:]}"
     processed = sorted(p.name for p in (work/'_proc').rglob('*.ipynb'))

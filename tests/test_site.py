@@ -134,7 +134,8 @@ def test_api_docs_of_every_exported_name(site):
         m = importlib.import_module(mod)
         for name in getattr(m, '__all__', []):
             obj = getattr(m, name)
-            if not (inspect.isfunction(obj) or inspect.isclass(obj)) or obj.__module__ != mod: continue  # constants have no show_doc
+            # constants have no show_doc
+            if not (inspect.isfunction(obj) or inspect.isclass(obj)) or obj.__module__ != mod: continue
             n += 1
             entry = syms.get(f'{mod}.{name}')
             if entry is None: missing.append(f"{mod}.{name}: not in _modidx.py"); continue
@@ -151,15 +152,19 @@ def test_api_docs_of_every_exported_name(site):
 # would see into <pre id="site-probe"> for `--dump-dom` to return.
 PROBE = r"""<script>(function(){
 const errors = []; window.__probe_errors = errors;
-const oe = console.error.bind(console); console.error = (...a) => { errors.push('console.error: ' + a.map(String).join(' ')); oe(...a); };
+const oe = console.error.bind(console);
+console.error = (...a) => { errors.push('console.error: ' + a.map(String).join(' ')); oe(...a); };
 window.addEventListener('error', e => { const t = e.target;
   if (t && t !== window && (t.src || t.href)) errors.push('failed to load: ' + (t.src || t.href));
   else errors.push('uncaught: ' + (e.message || e)); }, true);
-window.addEventListener('unhandledrejection', e => errors.push('unhandled rejection: ' + (e.reason && (e.reason.stack || e.reason))));
+window.addEventListener('unhandledrejection',
+  e => errors.push('unhandled rejection: ' + (e.reason && (e.reason.stack || e.reason))));
 async function report() {
-  try { if (window.MathJax && MathJax.startup && MathJax.startup.promise) await MathJax.startup.promise; } catch (e) { errors.push('MathJax: ' + e); }
+  try { if (window.MathJax && MathJax.startup && MathJax.startup.promise) await MathJax.startup.promise; }
+  catch (e) { errors.push('MathJax: ' + e); }
   await new Promise(r => setTimeout(r, 3000));
-  const text = document.body.cloneNode(true); text.querySelectorAll('script, pre, code, .sourceCode, #site-probe').forEach(n => n.remove());
+  const text = document.body.cloneNode(true);
+  text.querySelectorAll('script, pre, code, .sourceCode, #site-probe').forEach(n => n.remove());
   const imgs = [...document.images].filter(i => !i.closest('.navbar, .sidebar'));
   const r = {
     math: document.querySelectorAll('span.math').length,
@@ -169,10 +174,12 @@ async function report() {
     images: imgs.length,
     images_broken: imgs.filter(i => !i.complete || i.naturalWidth === 0).map(i => i.getAttribute('src').slice(0, 80)),
     widget_views: document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length,
-    widgets_drawn: document.querySelectorAll('.jupyter-widgets.widget-slider, .widget-slider, .jupyter-widgets canvas, .jupyter-widgets img').length,
+    widgets_drawn: document.querySelectorAll(
+      '.jupyter-widgets.widget-slider, .widget-slider, .jupyter-widgets canvas, .jupyter-widgets img').length,
     widget_boxes: document.querySelectorAll('.jupyter-widgets').length,
     errors: errors };
-  const pre = document.createElement('pre'); pre.id = 'site-probe'; pre.textContent = JSON.stringify(r); document.body.appendChild(pre);
+  const pre = document.createElement('pre'); pre.id = 'site-probe'; pre.textContent = JSON.stringify(r);
+  document.body.appendChild(pre);
 }
 window.addEventListener('load', () => setTimeout(report, 500));
 })();</script>"""
@@ -218,11 +225,13 @@ def test_pages_in_a_browser(site, tmp_path):
     (served/'_cdn').symlink_to(cdn, target_is_directory=True)
     problems = []
     for f in (served/'site_libs').rglob('*.css'):  # the theme imports its font from Google Fonts: not reachable offline
-        f.write_text(re.sub(r'@import\s*(?:url\()?\s*["\']https?://[^"\']*["\']\s*\)?\s*;?', '', f.read_text(encoding='utf-8')), encoding='utf-8')
+        f.write_text(re.sub(r'@import\s*(?:url\()?\s*["\']https?://[^"\']*["\']\s*\)?\s*;?', '',
+                            f.read_text(encoding='utf-8')), encoding='utf-8')
     for f in served.glob('*.html'):
         text, unknown = _offline_copy(f.read_text(encoding='utf-8'))
         f.write_text(text, encoding='utf-8')
-        problems += [f"{f.name}: loads {u} (no local copy: add it to CDN in this test and to tools/fetch_site_cdn.sh)" for u in unknown]
+        problems += [f"{f.name}: loads {u} (no local copy: add it to CDN in this test and to tools/fetch_site_cdn.sh)"
+                     for u in unknown]
     server = ThreadingHTTPServer(('127.0.0.1', 0), functools.partial(_Quiet, directory=str(served)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f'http://127.0.0.1:{server.server_address[1]}/'
@@ -232,19 +241,28 @@ def test_pages_in_a_browser(site, tmp_path):
         for name in sorted(site.pages):
             r = _browse(chromium, base + name, tmp_path/f'profile-{name}', '--dump-dom')
             m = re.search(r'<pre id="site-probe">(.*?)</pre>', r.stdout, re.S)
-            if not m: problems.append(f"{name}: the page did not finish loading (chromium exit {r.returncode}): {r.stderr[-500:]}"); continue
+            if not m:
+                problems.append(f"{name}: the page did not finish loading (chromium exit {r.returncode}): "
+                                f"{r.stderr[-500:]}")
+                continue
             import html as _html
             res = results[name] = json.loads(_html.unescape(m.group(1)))
             _browse(chromium, base + name, tmp_path/f'profile-shot-{name}', f'--screenshot={shots/name.replace(".html", ".png")}')
-            if res['math_raw'] or res['raw_dollars']: problems.append(f"{name}: math not typeset ({res['math_raw']} of {res['math']} formulas raw, {res['raw_dollars']} raw delimiters)")
-            if res['images_broken']: problems.append(f"{name}: {len(res['images_broken'])} of {res['images']} images not drawn: {res['images_broken'][:5]}")
-            if res['widget_views'] and not res['widgets_drawn']: problems.append(f"{name}: {res['widget_views']} widgets not drawn")
+            if res['math_raw'] or res['raw_dollars']:
+                problems.append(f"{name}: math not typeset ({res['math_raw']} of {res['math']} formulas raw, "
+                                f"{res['raw_dollars']} raw delimiters)")
+            if res['images_broken']:
+                problems.append(f"{name}: {len(res['images_broken'])} of {res['images']} images not drawn: "
+                                f"{res['images_broken'][:5]}")
+            if res['widget_views'] and not res['widgets_drawn']:
+                problems.append(f"{name}: {res['widget_views']} widgets not drawn")
             errors = [e for e in res['errors'] if not HARMLESS.search(e)]
             if errors: problems.append(f"{name}: console errors: {errors[:5]}")
     finally:
         server.shutdown(); server.server_close()
     site.report.update(browser_seconds=round(time.perf_counter() - start, 1), screenshots=str(shots),
-                       browser={n: {**r, 'errors': sorted({e[:160] for e in r['errors']})[:5], 'n_errors': len(r['errors'])} for n, r in results.items()})
+                       browser={n: {**r, 'errors': sorted({e[:160] for e in r['errors']})[:5],
+                                    'n_errors': len(r['errors'])} for n, r in results.items()})
     explorer = page_of(next(nb for nb in LESSONS if 'latent_explorer' in nb.stem))
     assert results.get(explorer, {}).get('widgets_drawn'), f"{explorer}: no widget drawn ({results.get(explorer)})"
     assert sum(r['math_typeset'] for r in results.values()) > 0, "no formula typeset on any page"

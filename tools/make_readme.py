@@ -17,7 +17,8 @@ def _doc_url(notebook:str)->str:
 def _text(cell:dict)->str:
     "A markdown cell's source, or the Markdown that a code cell displayed (its saved output), stripped."
     if cell['cell_type'] == 'markdown': return ''.join(cell['source']).strip()
-    return '\n\n'.join(''.join(o['data']['text/markdown']).strip() for o in cell.get('outputs', []) if 'text/markdown' in o.get('data', {}))
+    return '\n\n'.join(''.join(o['data']['text/markdown']).strip() for o in cell.get('outputs', [])
+                       if 'text/markdown' in o.get('data', {}))
 
 def readme_text(index=ROOT/'nbs'/'index.ipynb')->str:
     "The README's text: the markdown cells of `index`, separated by blank lines."
@@ -29,5 +30,6 @@ def readme_text(index=ROOT/'nbs'/'index.ipynb')->str:
 if __name__ == '__main__':
     readme, text = ROOT/'README.md', readme_text()
     if '--check' in sys.argv:
-        if not readme.exists() or readme.read_text() != text: sys.exit("README.md is out of date: run python tools/make_readme.py")
+        if not readme.exists() or readme.read_text() != text:
+            sys.exit("README.md is out of date: run python tools/make_readme.py")
     else: readme.write_text(text)

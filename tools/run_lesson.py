@@ -28,7 +28,8 @@ def run_lesson(notebook:Path)->float:
 if __name__ == '__main__':
     notebooks = [Path(a).resolve() for a in sys.argv[1:]]
     if not notebooks: sys.exit(__doc__)
-    if not os.environ.get('VAE_COURSE_DATA'): sys.exit("set VAE_COURSE_DATA to the folder with the full datasets: the site shows full runs")
+    if not os.environ.get('VAE_COURSE_DATA'):
+        sys.exit("set VAE_COURSE_DATA to the folder with the full datasets: the site shows full runs")
     for nb in notebooks:
         minutes = run_lesson(nb)
         times = json.loads(TIMES.read_text())

@@ -36,7 +36,9 @@ def split_cells(path:Path, check:bool=False, ids=None)->list:
     for c in nb['cells']:
         src = ''.join(c['source'])
         directives = [l for l in src.splitlines() if l.startswith('#|')]
-        parts = None if c['cell_type'] != 'code' or any(d.split()[0:2] != ['#|', 'hide'] and d.strip() != '#|hide' for d in directives) else _leading_imports(src)
+        parts = (None if c['cell_type'] != 'code'
+                 or any(d.split()[0:2] != ['#|', 'hide'] and d.strip() != '#|hide' for d in directives)
+                 else _leading_imports(src))
         if parts and ids is not None and c.get('id') not in ids: parts = None
         if parts:
             found.append(c.get('id'))
@@ -58,4 +60,5 @@ if __name__ == '__main__':
     if not files or (ids is None and not check): sys.exit(__doc__)
     for a in files:
         ids_done = split_cells(Path(a), check=check, ids=ids)
-        print(f"{a}: {len(ids_done)} mixed cell{'s' if len(ids_done) != 1 else ''} {'found' if check else 'split'}{': ' + ', '.join(map(str, ids_done)) if ids_done else ''}")
+        print(f"{a}: {len(ids_done)} mixed cell{'s' if len(ids_done) != 1 else ''} {'found' if check else 'split'}"
+              f"{': ' + ', '.join(map(str, ids_done)) if ids_done else ''}")

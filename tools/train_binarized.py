@@ -15,7 +15,7 @@ the package's pretrained folder (lesson 10). `benchmarks/bench_nll.py` prints th
 import argparse, json, shlex, sys, time
 from pathlib import Path
 import torch
-import fastai.callback.schedule  # fit_one_cycle
+import fastai.callback.schedule  # noqa: F401  (Learner.fit_one_cycle)
 from vae_course.data import binarize_once, get_dls, load_dataset, set_seed, to_float, write_atomic
 from vae_course.explorer import export_pretrained
 from vae_course.fid import generation_metrics
@@ -32,9 +32,11 @@ def train(args):
     learn = vae_learner(dls, model, lr=args.lr, iw_k=args.iw_k)
     args.out.mkdir(parents=True, exist_ok=True)
     learn.add_cb(ELBOCSVLogger(args.out/'metrics.csv'))
-    record = dict(command=args.command, args={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != 'command'},
-                  dataset='mnist', epochs=args.epochs, data_source=dls.source, n_train=dls.train.n, protocol='dynamic binarization',
-                  objective=f'IWAE bound, K={args.iw_k}' if args.iw_k > 1 else 'ELBO', schedule='one-cycle (fastai fit_one_cycle, 5% warm-up)',
+    record = dict(command=args.command,
+                  args={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != 'command'},
+                  dataset='mnist', epochs=args.epochs, data_source=dls.source, n_train=dls.train.n,
+                  protocol='dynamic binarization', objective=f'IWAE bound, K={args.iw_k}' if args.iw_k > 1 else 'ELBO',
+                  schedule='one-cycle (fastai fit_one_cycle, 5% warm-up)',
                   selection='none: the last epoch is kept', torch_threads=args.threads)
     write_atomic(args.out/'run.json', lambda f: f.write_text(json.dumps(record, indent=2)))
     start = time.time()
@@ -45,19 +47,23 @@ def train(args):
     print(f"trained {args.out} in {record['train_seconds']:.0f} s")
 
 def measure(run_dir:Path, iw_images:int|None=None)->dict:
-    "The standard protocol on the run's last model (the NLL on `iw_images` random test images, None: all); writes and returns eval.json."
+    ("The standard protocol on the run's last model (the NLL on `iw_images` random test images, None: all); "
+     "writes and returns eval.json.")
     model = load_checkpoint(run_dir/'last.pt', device='cpu').eval()
     test_images = to_float(load_dataset('mnist', 'test').images)  # continuous pixels, for the samples' FID below
-    test, train = binarize_once(test_images, 'dynamic', EVAL_SEED), binarize_once(to_float(load_dataset('mnist', 'train').images), 'dynamic', EVAL_SEED)
+    test, train = (binarize_once(test_images, 'dynamic', EVAL_SEED),
+                   binarize_once(to_float(load_dataset('mnist', 'train').images), 'dynamic', EVAL_SEED))
     start = time.time()
     run = json.loads((run_dir/'run.json').read_text())
-    result = dict(run=run_dir.name, dataset='mnist', protocol='dynamic binarization', checkpoint='last.pt: the last epoch (no selection)',
+    result = dict(run=run_dir.name, dataset='mnist', protocol='dynamic binarization',
+                  checkpoint='last.pt: the last epoch (no selection)',
                   objective=run['objective'], split='test', eval_seed=EVAL_SEED,
                   **evaluate_vae(model, test, k=K, iw_images=iw_images, ks=KS, train_data=train, seed=EVAL_SEED, progress=True))
     result['iw_seconds'] = round(time.time() - start, 1)
     result['generation'] = generation_metrics(model, test_images, n=1000, dataset='mnist', seed=EVAL_SEED)
     write_atomic(run_dir/'eval.json', lambda f: f.write_text(json.dumps(result, indent=2)))
-    print(f"{run_dir.name}: IW-NLL {result['iw_nll']:.2f} +- {result['iw_nll_se']:.2f} nats (K={K:,}, {result['iw_images']:,} of {result['n_images']:,} test images, "
+    print(f"{run_dir.name}: IW-NLL {result['iw_nll']:.2f} +- {result['iw_nll_se']:.2f} nats "
+          f"(K={K:,}, {result['iw_images']:,} of {result['n_images']:,} test images, "
           f"{result['iw_seconds']:.0f} s); negative ELBO {result['neg_elbo']:.2f}")
     return result
 
@@ -73,7 +79,9 @@ def main(argv=None):
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--measure-only', action='store_true', help='skip training: measure (and ship) an existing run')
-    p.add_argument('--iw-images', type=int, default=None, help='test images for the NLL, chosen at random with the evaluation seed (default: all 10,000, the standard protocol)')
+    p.add_argument('--iw-images', type=int, default=None,
+                   help='test images for the NLL, chosen at random with the evaluation seed '
+                        '(default: all 10,000, the standard protocol)')
     p.add_argument('--ship', metavar='NAME', help='store the measured model in the package as pretrained model NAME')
     args = p.parse_args(argv)
     args.command = shlex.join(['python', 'tools/train_binarized.py', *(sys.argv[1:] if argv is None else argv)])

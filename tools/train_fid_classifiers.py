@@ -23,16 +23,20 @@ def lesson_train_classifier():
          'from fastai.learner import Learner\nfrom fastai.metrics import accuracy\n'
          'from fastai.callback.schedule import fit_one_cycle', ns)
     cells = json.loads((ROOT/'nbs'/'09_fid.ipynb').read_text())['cells']
-    src, = [''.join(c['source']) for c in cells if c['cell_type'] == 'code' and ''.join(c['source']).startswith('def train_classifier(')]
+    src, = [''.join(c['source']) for c in cells
+            if c['cell_type'] == 'code' and ''.join(c['source']).startswith('def train_classifier(')]
     exec(src, ns)
     return ns['train_classifier']
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--out', type=Path, default=ROOT/'vae_course'/'weights', help='folder to write (default: the checkout\'s vae_course/weights)')
+    p.add_argument('--out', type=Path, default=ROOT/'vae_course'/'weights',
+                   help='folder to write (default: the checkout\'s vae_course/weights)')
     p.add_argument('--datasets', nargs='+', default=list(EPOCHS), choices=list(EPOCHS))
-    p.add_argument('--epochs', type=int, default=None, help='override the epochs of every dataset (default: 3 for MNIST, 4 for Fashion-MNIST)')
-    p.add_argument('--subset', type=int, default=None, help='train on this many images only (a quick check; do not ship the result)')
+    p.add_argument('--epochs', type=int, default=None,
+                   help='override the epochs of every dataset (default: 3 for MNIST, 4 for Fashion-MNIST)')
+    p.add_argument('--subset', type=int, default=None,
+                   help='train on this many images only (a quick check; do not ship the result)')
     args = p.parse_args(argv)
     from vae_course.fid import save_classifier
     train_classifier = lesson_train_classifier()

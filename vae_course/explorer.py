@@ -10,7 +10,7 @@ __all__ = ['pretrained_dir', 'pretrained_names', 'list_pretrained', 'load_pretra
            'manifold']
 
 # %% ../nbs/10_latent_explorer.ipynb #5cfbc98a
-import hashlib, importlib.resources, io, json, shlex
+import hashlib, importlib.resources, io, json
 from functools import partial
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import torch, pandas as pd, matplotlib.pyplot as plt, ipywidgets as widgets
 from torch import Tensor
 from PIL import Image
 from . import __version__
-from .data import show_grid, show_image, to_hwc, check_count, check_images, write_atomic
+from .data import show_image, to_hwc, check_count, check_images, write_atomic
 from .losses import kl_per_dim
 from .model import CheckpointError, load_checkpoint
 
@@ -50,7 +50,8 @@ def list_pretrained()->pd.DataFrame:
         rows[name] = dict(model=m['model'], hidden=str(m['config']['n_hidden']), n_latent=m['config']['n_latent'],
                           dataset=m['dataset'], pixels=m['protocol'], objective=e.get('objective', 'ELBO'), epochs=m['epochs'],
                           neg_elbo=e.get('neg_elbo'), iw_nll=e.get('iw_nll'), iw_nll_se=e.get('iw_nll_se'),
-                          iw_protocol=f"K={e.get('iw_k', 0):,}, {images} of {e.get('n_images', 0):,} {e.get('split', 'test')} images",
+                          iw_protocol=f"K={e.get('iw_k', 0):,}, {images} of {e.get('n_images', 0):,} "
+                                      f"{e.get('split', 'test')} images",
                           active_units=e.get('active_units'), command=m['command'])
     return pd.DataFrame.from_dict(rows, orient='index').rename_axis('name')
 
@@ -84,7 +85,8 @@ def export_pretrained(
     dest:str|Path|None=None, # default: the package's `pretrained` folder
     checkpoint:str='best.pt', # which checkpoint of the run: 'best.pt' or 'last.pt'
 )->Path:               # the .pt file written
-    "Store a run's checkpoint as a shipped model: float16 weights, with the run's command, evaluation and rounding error, in the index."
+    ("Store a run's checkpoint as a shipped model: float16 weights, with the run's command, evaluation and rounding "
+     "error, in the index.")
     run_dir, dest = Path(run_dir), Path(dest or pretrained_dir())
     model = load_checkpoint(run_dir/checkpoint, device='cpu')
     run = json.loads((run_dir/'run.json').read_text())
@@ -113,7 +115,8 @@ def to_png(
     "An image as PNG bytes, enlarged so its pixels stay sharp."
     pixels = (to_hwc(image.detach().float().cpu()).clamp(0, 1)*255).round().byte().numpy()  # (H,W) or (H,W,3)
     buffer = io.BytesIO()
-    Image.fromarray(pixels, 'L' if pixels.ndim == 2 else 'RGB').resize((pixels.shape[1]*scale, pixels.shape[0]*scale), Image.NEAREST).save(buffer, 'PNG')
+    Image.fromarray(pixels, 'L' if pixels.ndim == 2 else 'RGB').resize(
+        (pixels.shape[1]*scale, pixels.shape[0]*scale), Image.NEAREST).save(buffer, 'PNG')
     return buffer.getvalue()
 
 class LatentSliders:
@@ -141,7 +144,8 @@ class LatentSliders:
         self.random_button.on_click(lambda _: self.random())
         controls = [self.image, self.random_button]
         if images is not None:
-            self.index = widgets.BoundedIntText(0, min=0, max=len(images)-1, description='test image', layout=widgets.Layout(width='200px'))
+            self.index = widgets.BoundedIntText(0, min=0, max=len(images)-1, description='test image',
+                                                layout=widgets.Layout(width='200px'))
             self.encode_button = widgets.Button(description='encode it: z = mu(x)')
             self.encode_button.on_click(lambda _: self.encode(self.index.value))
             controls += [self.index, self.encode_button]
@@ -173,7 +177,8 @@ class LatentSliders:
     def random(self, generator:torch.Generator|None=None):
         "Start from a random draw of the prior."
         self.set_z(torch.randn(self.model.n_latent, generator=generator))
-    def _ipython_display_(self): display(self.widget)
+    # IPython alone calls this, and gives `display` as a builtin (the library imports no IPython)
+    def _ipython_display_(self): display(self.widget)  # noqa: F821
 
     def snapshot(self, title:str=''):
         "A static picture of the panel (the decoded image and the slider values), for pages where widgets cannot run."
@@ -181,7 +186,8 @@ class LatentSliders:
         show_image(self.shown, axs[0], title or 'decoded image')  # grayscale with the gray colormap, colour as RGB
         axs[1].barh(range(len(self.dims)), [self.z[d].item() for d in self.dims]); axs[1].invert_yaxis()
         axs[1].set_yticks(range(len(self.dims)), [f'z[{d}]' for d in self.dims], fontsize=7)
-        axs[1].set_xlim(-self.limit, self.limit); axs[1].set_xlabel('slider value'); axs[1].set_title('sliders (most KL at the top)')
+        axs[1].set_xlim(-self.limit, self.limit); axs[1].set_xlabel('slider value')
+        axs[1].set_title('sliders (most KL at the top)')
         plt.tight_layout()
         return fig
 
@@ -190,12 +196,14 @@ def latent_sliders(model, images:Tensor|None=None, **kwargs)->LatentSliders:
     return LatentSliders(model, images, **kwargs)
 
 # %% ../nbs/10_latent_explorer.ipynb #8ae1fa43
+_TRAVERSAL_VALUES = torch.linspace(-3, 3, 9)  # the default `values` of `traversal`, made once
+
 @torch.no_grad()
 def traversal(
     model,            # a trained VAE
     z0:Tensor,        # (Z,) the fixed point
     dims:list,        # the dimensions to sweep, one row each
-    values:Tensor=torch.linspace(-3, 3, 9), # the values each swept dimension takes
+    values:Tensor=_TRAVERSAL_VALUES, # the values each swept dimension takes
 )->Tensor:            # (len(dims)*len(values),C,H,W) decoded images, row by row
     "Decode `z0` with one dimension at a time swept through `values`."
     z = z0.detach().cpu().repeat(len(dims)*len(values), 1)  # (rows*cols,Z)
@@ -212,7 +220,8 @@ def plot_latent_map(
     ax=None,               # matplotlib axes to draw on; a new figure when None
 ):
     "Scatter the posterior means (2-D) of `images`, coloured by label."
-    if model.n_latent != 2: raise ValueError(f"a latent map needs a model with 2 latent dimensions, this one has {model.n_latent}")
+    if model.n_latent != 2:
+        raise ValueError(f"a latent map needs a model with 2 latent dimensions, this one has {model.n_latent}")
     mu, _ = model.encode(images.to(model.device))
     mu = mu.cpu()
     if ax is None: _, ax = plt.subplots(figsize=(6.5, 5.5))
@@ -221,7 +230,8 @@ def plot_latent_map(
         n_classes = len(classes) if classes else int(labels.max()) + 1
         points = ax.scatter(mu[:, 0], mu[:, 1], c=labels, cmap='tab10' if n_classes <= 10 else 'tab20', s=3, alpha=0.7)
         handles = [plt.Line2D([], [], marker='o', ls='', color=points.cmap(points.norm(c))) for c in range(n_classes)]
-        ax.legend(handles, classes or range(n_classes), fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1), markerscale=1.2)  # beside the points, not over them
+        ax.legend(handles, classes or range(n_classes), fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1),
+                  markerscale=1.2)  # beside the points, not over them
     ax.set_xlabel('z[0] (posterior mean)'); ax.set_ylabel('z[1] (posterior mean)')
     return ax
 
@@ -240,7 +250,8 @@ def manifold(
     p:float=0.05,  # the grid spans the prior's quantiles p to 1-p in each dimension
 )->Tensor:         # (n*n,C,H,W), rows from top (high z[1]) to bottom
     "Decode an n x n grid of latent points evenly spaced in the prior's quantiles."
-    if model.n_latent != 2: raise ValueError(f"a manifold grid needs a model with 2 latent dimensions, this one has {model.n_latent}")
+    if model.n_latent != 2:
+        raise ValueError(f"a manifold grid needs a model with 2 latent dimensions, this one has {model.n_latent}")
     q = manifold_axis(n, p)                                                  # (n,)
     z = torch.stack([q.repeat(n), q.flip(0).repeat_interleave(n)], 1)       # (n*n,2): x runs along rows, y down
     return torch.sigmoid(model.decode(z.to(model.device))).cpu()

@@ -11,7 +11,7 @@ __all__ = ['EXTRACTORS', 'feature_stats', 'trace_sqrt_product', 'frechet_distanc
            'extract_features', 'set_metrics', 'generation_metrics']
 
 # %% ../nbs/09_fid.ipynb #3609fc09
-import importlib.util, math, warnings
+import importlib.util, warnings
 from pathlib import Path
 
 import numpy as np, torch, torch.nn.functional as F
@@ -306,7 +306,8 @@ def generation_metrics(
     "FID, KID, precision and recall of a model's samples against real images, with a real-vs-real baseline at the same n."
     check_images(real_images, 'real_images')
     if extractor == 'classifier' and tuple(real_images.shape[1:]) != (1, 28, 28):
-        raise ValueError(f"the shipped classifiers read 28x28 grayscale digits or clothes, not images of shape {tuple(real_images.shape[1:])}: "
+        raise ValueError("the shipped classifiers read 28x28 grayscale digits or clothes, "
+                         f"not images of shape {tuple(real_images.shape[1:])}: "
                          "use extractor='inception' (or an nn.Module of your own)")
     if not (isinstance(n, int) and n > k): raise ValueError(f"n must be an integer above k={k}, got {n!r}")
     g = torch.Generator().manual_seed(seed)

@@ -22,7 +22,8 @@ from .training import count_active
 
 # %% ../nbs/08_evaluation.ipynb #78076195
 def _images(data, bs:int=256):
-    "Image batches (B,C,H,W) from a loader, an iterable of batches or of (x, ...) tuples, or a tensor of images (split into batches of `bs`)."
+    ("Image batches (B,C,H,W) from a loader, an iterable of batches or of (x, ...) tuples, "
+     "or a tensor of images (split into batches of `bs`).")
     if isinstance(data, Tensor):
         if data.ndim != 4: raise ValueError(f"a tensor of images must have shape (N,C,H,W), got {tuple(data.shape)}")
         yield from data.split(bs)
@@ -73,15 +74,17 @@ def elbo_per_image(
 def gap_verdict(
     train:float,        # a loss on the training set, e.g. the mean negative ELBO in nats per image
     valid:float,        # the same loss on the validation set
-    se:float|None=None, # standard error of the gap valid - train (two independent sets: sqrt(se_train^2 + se_valid^2)); None: unknown
+    se:float|None=None, # standard error of valid - train (independent: sqrt(se_train^2 + se_valid^2)); None: unknown
     slight:float=0.01,  # relative gap (valid - train)/|train| above which we call it slight overfitting
     strong:float=0.05,  # relative gap above which we call it overfitting
 )->str:                 # the verdict, with the numbers
     "A verdict in plain words on overfitting, from the training and validation losses and the standard error of their gap."
-    if not (math.isfinite(train) and math.isfinite(valid)): raise ValueError(f"the losses must be finite numbers, got {train} and {valid}")
+    if not (math.isfinite(train) and math.isfinite(valid)):
+        raise ValueError(f"the losses must be finite numbers, got {train} and {valid}")
     if train == 0: raise ValueError("the training loss is 0: a relative gap is undefined")
     if not 0 <= slight < strong: raise ValueError(f"need 0 <= slight < strong, got slight={slight}, strong={strong}")
-    if se is not None and not (math.isfinite(se) and se > 0): raise ValueError(f"se must be a positive standard error or None, got {se}")
+    if se is not None and not (math.isfinite(se) and se > 0):
+        raise ValueError(f"se must be a positive standard error or None, got {se}")
     gap = valid - train
     rel = gap/abs(train)
     in_se = f" ± {se:.2f}, {gap/se:+.1f} standard errors," if se else ''
@@ -93,15 +96,19 @@ def gap_verdict(
         return (f"Overfitting: {numbers}, above {strong:.0%}. The model fits its training images much better than new ones: "
                 "stop earlier (keep the best checkpoint), train on more data, or use a smaller model.")
     if rel > slight:
-        return f"Slight overfitting: {numbers}, between {slight:.0%} and {strong:.0%}. Not harmful yet; watch whether it grows with more epochs."
+        return (f"Slight overfitting: {numbers}, between {slight:.0%} and {strong:.0%}. "
+                "Not harmful yet; watch whether it grows with more epochs.")
     if rel >= -slight and se is None:
-        return f"No sign of overfitting: {numbers}, within {slight:.0%} (with no standard error given, chance is not ruled out either way)."
+        return (f"No sign of overfitting: {numbers}, within {slight:.0%} "
+                "(with no standard error given, chance is not ruled out either way).")
     if 0 < rel <= slight:
         return (f"A small but real gap: {numbers}: more than two standard errors, so not chance, but within {slight:.0%}. "
-                "The model fits its training images a little better than new ones; harmless at this size, but watch whether it grows.")
+                "The model fits its training images a little better than new ones; harmless at this size, "
+                "but watch whether it grows.")
     if rel >= -slight:
-        return (f"A small gap in favour of the validation images: {numbers}: more than two standard errors, within {slight:.0%}. "
-                "The validation images are a little easier, or the training images are measured with more noise (dynamic binarization).")
+        return (f"A small gap in favour of the validation images: {numbers}: more than two standard errors, "
+                f"within {slight:.0%}. The validation images are a little easier, or the training images are "
+                "measured with more noise (dynamic binarization).")
     return (f"No overfitting, and the validation loss is the lower one: {numbers}. The validation images are easier, or the "
             "training loss is measured with noise or regularization (dynamic binarization, dropout).")
 
@@ -124,14 +131,15 @@ def log_weights(
     model:nn.Module,   # a VAE: `encode`, `decode`
     x:Tensor,          # (B,C,H,W) images in [0,1]
     k:int=1000,        # importance samples per image
-    chunk:int|None=None, # samples decoded per pass (memory: chunk*B decoded images); None: about 6.4 million decoded pixels (8192/B for 28x28 images)
+    chunk:int|None=None, # samples decoded per pass (memory: chunk*B images); None: ~6.4M pixels (8192/B for 28x28)
     generator:torch.Generator|None=None, # draws z, on the model's device; None: torch's global generator
     likelihood:str='bernoulli', # the likelihood the model was trained with: 'bernoulli' or 'gaussian'
     sigma:float=0.1,   # standard deviation of the Gaussian likelihood
 )->Tensor:             # (k,B) log w = log p(x|z_k) + log p(z_k) - log q(z_k|x), in nats
     "Log importance weights of `k` samples from q(z|x) for each image, decoded `chunk` samples at a time."
     if k < 1: raise ValueError(f"k must be at least 1 importance sample, got {k}")
-    if x.ndim != 4 or len(x) == 0: raise ValueError(f"x must be a non-empty batch of images (B,C,H,W), got shape {tuple(x.shape)}")
+    if x.ndim != 4 or len(x) == 0:
+        raise ValueError(f"x must be a non-empty batch of images (B,C,H,W), got shape {tuple(x.shape)}")
     x = x.to(_device(model))
     chunk = chunk or max(1, 8192*784//(len(x)*x[0].numel()))  # 8192//B for MNIST; fewer for larger images
     out = []
@@ -173,8 +181,8 @@ def iw_nll_dataset(
         done, before = done + len(xb), done
         if progress and total and (done*10//total > before*10//total or done == total):
             spent = time.perf_counter() - start
-            print(f"IW-NLL, K={k:,}: {done:,} of {total:,} images ({done/total:.0%}), {spent:.0f} s, about {spent*(total - done)/done:.0f} s left",
-                  file=sys.stderr, flush=True)
+            print(f"IW-NLL, K={k:,}: {done:,} of {total:,} images ({done/total:.0%}), {spent:.0f} s, "
+                  f"about {spent*(total - done)/done:.0f} s left", file=sys.stderr, flush=True)
     if not nll: raise _no_batches(data)
     return torch.cat(nll)
 
@@ -196,8 +204,10 @@ def pick_images(
 
 # %% ../nbs/08_evaluation.ipynb #a21d2875
 PUBLISHED_NLL = [  # the test NLL of dynamically binarized MNIST in published work, nats per image (all 10,000 test images)
-    dict(model='VAE (one stochastic layer)', architecture='784-200-200-50 MLP (tanh)', training='3,280 epochs', K=5000, nll=86.76, source='Burda et al. 2016, Table 1'),
-    dict(model='IWAE, k=50 (one stochastic layer)', architecture='784-200-200-50 MLP (tanh)', training='3,280 epochs', K=5000, nll=84.78, source='Burda et al. 2016, Table 1'),
+    dict(model='VAE (one stochastic layer)', architecture='784-200-200-50 MLP (tanh)', training='3,280 epochs', K=5000,
+         nll=86.76, source='Burda et al. 2016, Table 1'),
+    dict(model='IWAE, k=50 (one stochastic layer)', architecture='784-200-200-50 MLP (tanh)', training='3,280 epochs',
+         K=5000, nll=84.78, source='Burda et al. 2016, Table 1'),
     dict(model='VAE', architecture='MLP', training='as in the benchmark', K=200, nll=89.78, source="Pythae's reproduction table"),
 ]
 
@@ -236,7 +246,8 @@ def class_coverage(
 )->dict:                # n_covered, n_classes, counts, fractions, entropy and kl_to_uniform (nats)
     "How images spread over the classes: classes covered, histogram, entropy and KL from the uniform distribution."
     labels = torch.as_tensor(pred_labels)
-    if labels.ndim != 1 or len(labels) == 0: raise ValueError(f"labels must be a non-empty 1-D sequence, got shape {tuple(labels.shape)}")
+    if labels.ndim != 1 or len(labels) == 0:
+        raise ValueError(f"labels must be a non-empty 1-D sequence, got shape {tuple(labels.shape)}")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise TypeError(f"labels must be integers, got dtype {labels.dtype}")
     if labels.min() < 0 or labels.max() >= n_classes:

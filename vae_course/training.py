@@ -24,14 +24,14 @@ from fastai.callback.progress import CSVLogger, ProgressCallback
 from fastai.callback.tracker import TrackerCallback
 from fastai.callback.fp16 import MixedPrecision
 from fastai.optimizer import OptimWrapper
-from fastai.torch_core import default_device, find_bs, to_detach, num_distrib, rank_distrib
+from fastai.torch_core import find_bs, to_detach, num_distrib, rank_distrib
 from torch.nn.parallel import DistributedDataParallel
 
 from .autoencoder import evaluating
 from .data import TensorBatches, check_count, check_finite, check_images, show_grid, write_atomic
 from .losses import elbo_parts, iwae_bound, kl_per_dim, log_importance_weights
 from .sampling import reparameterize
-from .model import VAEOutput, save_checkpoint, load_checkpoint
+from .model import VAEOutput, save_checkpoint
 
 # %% ../nbs/07_training.ipynb #5d1e0a01
 def _n_processes()->int:
@@ -42,7 +42,8 @@ def _n_processes()->int:
 def _is_main()->bool: return rank_distrib() == 0  # the process that writes files and prints (fastai's convention: RANK=0)
 
 def _sum_over_processes(t:Tensor)->Tensor:
-    "`t` summed over the processes that train together (one collective on the group Accelerate set up); `t` itself in one process."
+    ("`t` summed over the processes that train together (one collective on the group Accelerate set up); "
+     "`t` itself in one process.")
     if _n_processes() == 1: return t
     t = t.clone(); torch.distributed.all_reduce(t)
     return t
@@ -52,7 +53,8 @@ def _bare(model): return model.module if isinstance(model, DistributedDataParall
 
 # %% ../nbs/07_training.ipynb #c23cf242
 class ELBOLoss:
-    "The VAE loss for fastai's `Learner`: `recon + kl_weight * KL` (or, with `iw_k` > 1, the negative IWAE bound), keeping the last batch's ELBO parts for the metrics."
+    ("The VAE loss for fastai's `Learner`: `recon + kl_weight * KL` (or, with `iw_k` > 1, the negative IWAE bound), "
+     "keeping the last batch's ELBO parts for the metrics.")
     def __init__(self,
         beta:float=1.,      # weight of the KL term once any warm-up is over
         free_bits:float=0., # floor in nats on each latent dimension's batch-mean KL (0: none)
@@ -60,10 +62,13 @@ class ELBOLoss:
         sigma:float=0.1,    # standard deviation of the Gaussian likelihood
         iw_k:int=1,         # importance samples of the training objective: 1 is the ELBO, K > 1 the IWAE bound (lesson 05)
         decoder=None,       # the model's decoder, which decodes the K-1 extra codes of the IWAE bound (needed when iw_k > 1)
-        check_range:bool=False, # read every batch's targets to check a Bernoulli's [0,1] range (`vae_learner` checks its data once instead)
+        check_range:bool=False, # check each batch's targets are in a Bernoulli's [0,1] (`vae_learner` checks once)
     ):
-        if not (isinstance(iw_k, int) and iw_k >= 1): raise ValueError(f"iw_k must be a whole number of samples >= 1, got {iw_k!r}")
-        if iw_k > 1 and (beta != 1 or free_bits): raise ValueError(f"the IWAE bound has no separate KL term: it needs beta=1 and free_bits=0, got beta={beta}, free_bits={free_bits}")
+        if not (isinstance(iw_k, int) and iw_k >= 1):
+            raise ValueError(f"iw_k must be a whole number of samples >= 1, got {iw_k!r}")
+        if iw_k > 1 and (beta != 1 or free_bits):
+            raise ValueError("the IWAE bound has no separate KL term: it needs beta=1 and free_bits=0, "
+                             f"got beta={beta}, free_bits={free_bits}")
         if iw_k > 1 and decoder is None: raise ValueError("iw_k > 1 needs the model's decoder to decode the extra codes")
         self.beta, self.free_bits, self.likelihood, self.sigma = beta, free_bits, likelihood, sigma
         self.iw_k, self.decoder, self.check_range = iw_k, decoder, check_range
@@ -96,8 +101,10 @@ class ELBOMetric(Metric):
     def reset(self): self.pairs, self.sizes, self.count, self._value = [], [], 0, None
     def accumulate(self, learn):
         loss, bs = learn.loss_func, len(learn.yb[0])
-        if loss.parts is not getattr(loss, '_pair_of', None):  # the first ELBO metric to see this batch detaches its parts, for all three
-            loss._pair_of, loss._pair = loss.parts, torch.stack([loss.parts.recon.detach(), loss.parts.kl.detach()])  # (2,) on the device
+        # the first ELBO metric to see this batch detaches its parts, for all three
+        if loss.parts is not getattr(loss, '_pair_of', None):
+            loss._pair_of, loss._pair = loss.parts, torch.stack([loss.parts.recon.detach(),
+                                                                 loss.parts.kl.detach()])  # (2,) on the device
         self.pairs.append(loss._pair); self.sizes.append(bs)  # nothing computed or read per batch
         self.count, self._value = self.count + bs, None
     @property
@@ -176,7 +183,8 @@ class CollapseMonitorCallback(Callback):
         if rec['kl'] < self.min_kl or rec['active'] < self.min_active:
             warnings.warn(f"epoch {self.epoch}: posterior collapse: the KL is {rec['kl']:.3f} nats per image and "
                           f"{rec['active']} of {len(kl)} latent dimensions are active: the decoder is ignoring z. "
-                          "Try KL warm-up, free bits, a smaller beta or a weaker decoder.", PosteriorCollapseWarning)
+                          "Try KL warm-up, free bits, a smaller beta or a weaker decoder.", PosteriorCollapseWarning,
+                          stacklevel=2)
 
 # %% ../nbs/07_training.ipynb #0943c343
 def _total_norm(grads:list)->Tensor: # () on the device: nothing is read
@@ -186,10 +194,11 @@ def _total_norm(grads:list)->Tensor: # () on the device: nothing is read
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
 class NaNGuardCallback(Callback):
-    "Stop training when the loss or the weights become NaN or infinite, leaving weights that never took a non-finite step; reads the device every `check_every` batches."
+    ("Stop training when the loss or the weights become NaN or infinite, leaving weights that never took a non-finite "
+     "step; reads the device every `check_every` batches.")
     order = 0
     def __init__(self,
-        check_every:int|None=100, # training batches between reads (1: every batch, with its gradients, before its step; None: at the end of each epoch's training only)
+        check_every:int|None=100, # batches between reads (1: with gradients, before each step; None: once an epoch)
     ):
         self.check_every = None if check_every is None else check_count(check_every, 'check_every')
         self.message = None
@@ -197,12 +206,14 @@ class NaNGuardCallback(Callback):
     def name(self): return 'nan_guard'  # fastai would call it `na_n_guard`
     def before_fit(self):
         self.message, self.reads = None, 0
-        self.values, self.where = [], []  # since the last read: each batch's loss, () on the device, and its (epoch, training, iter)
+        # since the last read: each batch's loss, () on the device, and its (epoch, training, iter)
+        self.values, self.where = [], []
         self._snapshot('the start of training')
 
     def _snapshot(self, when:str):
         "Keep copies of the weights and the optimizer's state: the state to go back to if a later step is not finite."
-        if self.check_every == 1 or self.opt is None: return  # every batch read before its step, or `validate` with no optimizer: nothing to undo
+        # every batch read before its step, or `validate` with no optimizer: nothing to undo
+        if self.check_every == 1 or self.opt is None: return
         self.saved = dict(when=when, model={k: v.detach().clone() for k, v in _bare(self.model).state_dict().items()},
                           opt=copy.deepcopy(self.opt.state_dict()))
     def _restore(self)->str:
@@ -224,15 +235,18 @@ class NaNGuardCallback(Callback):
     def after_validate(self): self._read(None)
 
     def _read(self, when:str|None, grad_norm:Tensor|None=None, stepped:bool=False):
-        "Read the kept losses and the weights (one wait for the device); stop at a non-finite one, else keep this state as `when`."
+        ("Read the kept losses and the weights (one wait for the device); stop at a non-finite one, "
+         "else keep this state as `when`.")
         if not self.values: return
         weights = _total_norm([p.detach() for p in self.model.parameters()])  # inf or NaN if any weight is
         values = torch.stack(self.values + [weights] + ([] if grad_norm is None else [grad_norm])).float().tolist()
         self.reads += 1
-        losses, weights_ok, grads_ok = values[:len(self.where)], math.isfinite(values[len(self.where)]), all(map(math.isfinite, values[len(self.where) + 1:]))
+        losses, weights_ok, grads_ok = (values[:len(self.where)], math.isfinite(values[len(self.where)]),
+                                        all(map(math.isfinite, values[len(self.where) + 1:])))
         bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
         if _n_processes() > 1:  # every process takes the same decision: the first bad batch of any of them (they run alike)
-            agreed = torch.tensor([len(losses) if bad is None else bad, weights_ok, grads_ok], dtype=torch.float32, device=weights.device)
+            agreed = torch.tensor([len(losses) if bad is None else bad, weights_ok, grads_ok], dtype=torch.float32,
+                                  device=weights.device)
             torch.distributed.all_reduce(agreed, op=torch.distributed.ReduceOp.MIN)
             bad, weights_ok, grads_ok = (None if agreed[0] == len(losses) else int(agreed[0])), bool(agreed[1]), bool(agreed[2])
         if bad is None and weights_ok and grads_ok:
@@ -240,10 +254,13 @@ class NaNGuardCallback(Callback):
             if when is not None: self._snapshot(when)
             return
         if bad is not None:
-            (epoch, training, it), what = self.where[bad], f"the loss ({losses[bad]}) is not finite" if not math.isfinite(losses[bad]) else "the loss of another process is not finite"
+            (epoch, training, it), what = self.where[bad], (f"the loss ({losses[bad]}) is not finite"
+                                                            if not math.isfinite(losses[bad])
+                                                            else "the loss of another process is not finite")
             stepped = stepped or training and it < self.learn.iter  # a step was taken with or after it
         elif not weights_ok:  # every loss was finite, but a step made the weights NaN or infinite: a gradient was not finite
-            (epoch, training, it), what = self.where[-1], "the weights are not finite: a step up to here made them so, although every loss was finite (a gradient was not)"
+            (epoch, training, it), what = self.where[-1], ("the weights are not finite: a step up to here made them "
+                                                           "so, although every loss was finite (a gradient was not)")
             stepped = True
         else: (epoch, training, it), what = self.where[-1], "a gradient is not finite"
         self._stop(epoch, training, it, what, self._restore() if stepped else "The weights are those of the last good step")
@@ -252,7 +269,7 @@ class NaNGuardCallback(Callback):
         self.message = (f"training stopped at epoch {epoch}, {'training' if training else 'validation'} batch {it}: {what}. "
                         f"{weights}. Try a lower learning rate (now {self.opt.hypers[0]['lr']:.2g}), KL warm-up, "
                         "or check the data for NaNs.")
-        warnings.warn(self.message, RuntimeWarning)
+        warnings.warn(self.message, RuntimeWarning, stacklevel=2)
         raise CancelFitException()
 
 # %% ../nbs/07_training.ipynb #82be2ba7
@@ -269,7 +286,8 @@ def _set_rng_states(dls, states:dict):
     if 'data' in states and hasattr(dls.train, 'generator'): dls.train.generator.set_state(states['data'])
 
 class CheckpointCallback(TrackerCallback):
-    "Save the best model by `monitor` and, every epoch, the last model, optimizer state and metrics row to resume from, in `path`."
+    ("Save the best model by `monitor` and, every epoch, the last model, optimizer state and metrics row "
+     "to resume from, in `path`.")
     order = TrackerCallback.order + 1
     def __init__(self,
         path:str|Path,             # the run folder
@@ -299,7 +317,8 @@ def resume(
     learn:Learner,   # a learner built like the one that was interrupted
     path:str|Path,   # the folder `CheckpointCallback` wrote
 )->int:              # the epoch to continue from: pass it as `learn.fit(n_epoch, start_epoch=...)`
-    "Load the model, optimizer and random states of the last saved epoch from `path` into `learn`; bring its metrics file in step."
+    ("Load the model, optimizer and random states of the last saved epoch from `path` into `learn`; "
+     "bring its metrics file in step.")
     path = Path(path)
     if not (path/'last_state.pt').is_file(): raise FileNotFoundError(f"cannot resume: {path/'last_state.pt'} is missing")
     state = torch.load(path/'last_state.pt', map_location='cpu', weights_only=True)
@@ -331,7 +350,7 @@ class SampleGridCallback(Callback):
     def before_fit(self):
         g = torch.Generator().manual_seed(self.seed)
         self.z = torch.randn(self.n, _bare(self.model).n_latent, generator=g).to(self.dls.device)  # (n,Z) fixed draws
-        self.images = self.dls.valid.x[:self.n]                                            # (n,1,28,28) fixed images (not `x`: the learner has one)
+        self.images = self.dls.valid.x[:self.n]  # (n,1,28,28) fixed images (not `x`: the learner has one)
     def grids(self)->tuple:
         "(samples, reconstructions) of the model as it is now, each (n,1,28,28) in [0,1]."
         model = _bare(self.model)
@@ -350,7 +369,8 @@ class SampleGridCallback(Callback):
         if self.path is not None and _is_main():
             samples, recons = self.grids()
             save_image_grid(samples, Path(self.path)/'samples.png')
-            save_image_grid(torch.cat([self.images, recons]), Path(self.path)/'reconstructions.png')  # originals, then reconstructions
+            # originals, then reconstructions
+            save_image_grid(torch.cat([self.images, recons]), Path(self.path)/'reconstructions.png')
     def after_fit(self):
         if self.show_grids and _is_main(): self.show(f'after {self.epoch+1} epochs')
 
@@ -358,7 +378,8 @@ class SampleGridCallback(Callback):
 CSV_COLUMNS = ['epoch', 'train_recon', 'train_kl', 'train_loss', 'valid_recon', 'valid_kl', 'valid_loss']
 
 def _csv_row(recorder)->dict|None:
-    "The `CSV_COLUMNS` of the epoch the recorder has just logged (each `*_loss` is the negative ELBO); None for an epoch skipped on resume."
+    ("The `CSV_COLUMNS` of the epoch the recorder has just logged (each `*_loss` is the negative ELBO); "
+     "None for an epoch skipped on resume.")
     row = dict(zip(recorder.metric_names, recorder.log))
     if 'valid_total' not in row: return None
     row['train_loss'], row['valid_loss'] = row['train_total'], row['valid_total']
@@ -399,7 +420,8 @@ class ELBOCSVLogger(CSVLogger):
 
 # %% ../nbs/07_training.ipynb #7b1c2d02
 class ShardedBatches:
-    "One process's share of a `TensorBatches` loader: strided over a shuffled order that every process draws alike (training), or a contiguous share (validation); every process gets as many batches."
+    ("One process's share of a `TensorBatches` loader: strided over a shuffled order that every process draws alike "
+     "(training), or a contiguous share (validation); every process gets as many batches.")
     def __init__(self,
         dl:TensorBatches, # the whole loader
         rank:int,         # this process, 0 to world-1
@@ -434,7 +456,9 @@ class ShardedBatches:
         order = torch.randperm(self.dl.n, device=self.device, generator=self.generator)  # the same in every process
         order = torch.cat([order, order[:self.n*self.world - self.dl.n]])[self.rank::self.world]  # (n,) padded, strided
         return [order[i*self.bs:(i+1)*self.bs] for i in range(len(self))]
-    def __iter__(self):  # the whole loader makes each batch: under dynamic binarization, same shapes in every process keep the generators alike
+    # the whole loader makes each batch: under dynamic binarization,
+    # same shapes in every process keep the generators alike
+    def __iter__(self):
         for idx in self._indices(): yield self.dl.batch(idx)
     def new(self, **kwargs): return self.dl.new(**kwargs)  # e.g. fastai's `get_preds`: the whole loader
     def one_batch(self): return next(iter(self))
@@ -442,7 +466,8 @@ class ShardedBatches:
 def _use_cpu()->bool: return not torch.cuda.is_available()  # gloo on CPUs, nccl on GPUs
 
 def join_processes()->tuple: # (rank, number of processes)
-    "This process's rank and the number of processes; when a launcher started several, join their process group through Accelerate (gloo on CPUs, nccl on GPUs)."
+    ("This process's rank and the number of processes; when a launcher started several, "
+     "join their process group through Accelerate (gloo on CPUs, nccl on GPUs).")
     if num_distrib() <= 1: return 0, 1
     from accelerate import PartialState
     state = PartialState(cpu=_use_cpu())  # reads the launcher's RANK, WORLD_SIZE, MASTER_ADDR; sets this process's GPU
@@ -452,10 +477,12 @@ def join_processes()->tuple: # (rank, number of processes)
 def _sharded_trainer_class():
     from fastai.distributed import DistributedTrainer  # needs accelerate: imported only when several processes train
     class ShardedTrainer(DistributedTrainer):
-        "fastai's `DistributedTrainer` (DDP through Accelerate), with each `TensorBatches` loader cut into this process's `ShardedBatches`."
+        ("fastai's `DistributedTrainer` (DDP through Accelerate), with each `TensorBatches` loader cut into this "
+         "process's `ShardedBatches`.")
         def before_fit(self):
             if any(isinstance(cb, DistributedTrainer) and cb is not self for cb in self.learn.cbs):
-                raise ValueError("vae_learner trains in parallel by itself when a launcher starts it: leave out learn.distrib_ctx() and to_distributed()")
+                raise ValueError("vae_learner trains in parallel by itself when a launcher starts it: "
+                                 "leave out learn.distrib_ctx() and to_distributed()")
             super().before_fit()
         def _wrap_dl(self, dl):
             if isinstance(dl, ShardedBatches): return dl
@@ -480,7 +507,9 @@ class _DeviceAvgLoss(AvgLoss):
     @property
     def value(self):  # the first read of an epoch sums over every process
         if self._value is None and self.count:
-            t = _sum_over_processes(torch.stack([torch.as_tensor(self.total).float(), torch.as_tensor(float(self.count), device=getattr(self.total, 'device', None))]))
+            t = _sum_over_processes(torch.stack([
+                torch.as_tensor(self.total).float(),
+                torch.as_tensor(float(self.count), device=getattr(self.total, 'device', None))]))
             self._value = t[0]/t[1]
         return self._value
 
@@ -512,7 +541,8 @@ def _check_data(dls, likelihood:str):
     for i, dl in enumerate(dls.loaders):
         what = ('training images', 'validation images')[i] if i < 2 else f'the images of loader {i}'
         x = getattr(dl, 'x', None)  # `TensorBatches` (vae_course.data) keeps all of its images in one tensor
-        if not isinstance(x, Tensor): x, what = dl.one_batch()[0], f'{what} (their first batch: this loader keeps no tensor to check)'
+        if not isinstance(x, Tensor):
+            x, what = dl.one_batch()[0], f'{what} (their first batch: this loader keeps no tensor to check)'
         if likelihood != 'bernoulli': check_finite(x, what); continue
         try: check_images(x, what)
         except ValueError as e: raise ValueError(f"the Bernoulli likelihood needs images in [0,1]: {e}") from None
@@ -544,10 +574,11 @@ def vae_learner(
     show_samples:bool=False,  # show sample grids in the notebook after training
     iw_k:int=1,               # importance samples of the objective: 1 is the ELBO, K > 1 the IWAE bound (lesson 05)
     cbs:list|None=None,       # more callbacks
-    nan_check_every:int|None=100, # training batches between the NaN guard's reads of the device (1: every batch; None: once an epoch)
+    nan_check_every:int|None=100, # training batches between the NaN guard's reads (1: every batch; None: once an epoch)
 )->Learner:
     "A fastai `Learner` that trains `model` on the negative ELBO (or IWAE bound), reporting the ELBO's parts in nats per image."
-    if iw_k > 1 and kl_warmup: raise ValueError("KL warm-up weighs the ELBO's KL term, which the IWAE bound (iw_k > 1) does not have")
+    if iw_k > 1 and kl_warmup:
+        raise ValueError("KL warm-up weighs the ELBO's KL term, which the IWAE bound (iw_k > 1) does not have")
     _check_data(dls, likelihood)  # once, here: the loss reads no data per batch
     loss = ELBOLoss(beta, free_bits, likelihood, sigma, iw_k, getattr(model, 'decoder', None) if iw_k > 1 else None)
     callbacks = [NaNGuardCallback(nan_check_every), CollapseMonitorCallback()]
@@ -562,8 +593,10 @@ def vae_learner(
     learn = Learner(dls, model, loss_func=loss, opt_func=partial(OptimWrapper, opt=torch.optim.Adam), lr=lr,
                     metrics=elbo_metrics(), cbs=callbacks + list(cbs or []))
     learn.recorder.train_metrics = True
-    if all(type(getattr(dl, 'x', None)) is Tensor for dl in dls.loaders): learn.remove_cb(CastToTensor)  # plain tensors: nothing to cast per batch
-    if num_distrib() > 1 and not _is_main(): learn.remove_cb(ProgressCallback)  # one progress bar, the main process's (as fastai's `to_distributed` does)
+    # plain tensors: nothing to cast per batch
+    if all(type(getattr(dl, 'x', None)) is Tensor for dl in dls.loaders): learn.remove_cb(CastToTensor)
+    # one progress bar, the main process's (as fastai's `to_distributed` does)
+    if num_distrib() > 1 and not _is_main(): learn.remove_cb(ProgressCallback)
     _losses_on_device(learn)
     return learn
 
@@ -575,7 +608,8 @@ def _epoch_values(run)->dict:
         rows = {epoch: dict(zip(names, values)) for epoch, values in enumerate(run.recorder.values)}
         return {epoch: v for epoch, v in rows.items() if 'valid_total' in v}  # epochs skipped on resume have no values
     metrics = pd.read_csv(run)
-    return {int(r['epoch']): {**r, 'train_total': r['train_loss'], 'valid_total': r['valid_loss']} for r in metrics.to_dict('records')}
+    return {int(r['epoch']): {**r, 'train_total': r['train_loss'], 'valid_total': r['valid_loss']}
+            for r in metrics.to_dict('records')}
 
 def epoch_table(
     run, # a trained `Learner`, or the path of a metrics CSV written by `ELBOCSVLogger`
