@@ -1,4 +1,4 @@
-"""Squeeze an image through a small code and rebuild it: reconstruction loss, MSE versus BCE, and how the size of the code trades off against quality.
+"""Squeeze an image through a small code and rebuild it: reconstruction loss, MSE versus BCE, the size of the code.
 
 Docs: https://vae-course.github.io/vae_course/plain_ae.html.md"""
 

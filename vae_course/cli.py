@@ -1,4 +1,4 @@
-"""Train and evaluate a VAE from the shell: `vae-course train` writes metrics, checkpoints and sample grids to a run folder and can resume; `vae-course evaluate` measures the run and writes `eval.json`.
+"""Train and evaluate from the shell: `vae-course train` writes a run folder and can resume; `vae-course evaluate`.
 
 Docs: https://vae-course.github.io/vae_course/cli.html.md"""
 

@@ -1,4 +1,4 @@
-"""Dataclasses that hold each setting of a run and its default once, with the rules between settings; the command line is derived from them.
+"""Dataclasses that state each setting of a run and its default once; the command line is derived from them.
 
 Docs: https://vae-course.github.io/vae_course/config.html.md"""
 

@@ -1,4 +1,4 @@
-"""From a latent code back to an image: the decoder outputs logits, and the same logits read as Bernoulli pixel probabilities or as the mean of a Gaussian. An MLP decoder and a transposed-convolution decoder, side by side.
+"""From a code back to an image: logits read as Bernoulli probabilities or a Gaussian mean; MLP and conv decoders.
 
 Docs: https://vae-course.github.io/vae_course/decoder.html.md"""
 

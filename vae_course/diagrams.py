@@ -1,4 +1,4 @@
-"""The course's pictures of ideas (graphical models, pipelines, computation graphs), drawn by code with matplotlib: the same on the site, in Jupyter and in Colab.
+"""The course's pictures of ideas (models, pipelines, graphs), drawn by code: the same on the site and in Colab.
 
 Docs: https://vae-course.github.io/vae_course/diagrams.html.md"""
 

@@ -1,4 +1,4 @@
-"""An encoder that returns a distribution, not a point: each image becomes the mean and log-variance of a diagonal Gaussian over the latent space, kept numerically safe from the first step.
+"""An encoder that returns a distribution: each image becomes the mean and log-variance of a Gaussian over codes.
 
 Docs: https://vae-course.github.io/vae_course/encoder.html.md"""
 

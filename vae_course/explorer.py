@@ -1,4 +1,4 @@
-"""Move through a VAE's latent space with sliders and watch the decoded image change; traversals, the 2-D latent map and the decoded manifold; and the pretrained models that ship with the package.
+"""Move through a VAE's latent space with sliders: traversals, the 2-D map, the manifold, pretrained models.
 
 Docs: https://vae-course.github.io/vae_course/latent_explorer.html.md"""
 

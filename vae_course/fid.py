@@ -1,4 +1,4 @@
-"""Compare generated images with real ones in a feature space: the Fréchet distance computed stably, a small digit classifier and Inception-v3 as feature extractors, KID, and precision and recall, each with a real-versus-real baseline.
+"""Generated against real images in a feature space: the Fréchet distance, two feature extractors, KID, precision.
 
 Docs: https://vae-course.github.io/vae_course/fid.html.md"""
 

@@ -1,4 +1,4 @@
-"""The ELBO derived (Jensen, and log p(x) = ELBO + KL to the true posterior), then the loss of a VAE, piece by piece, in nats per image: the closed-form KL of a Gaussian from the standard normal, Bernoulli and Gaussian reconstruction terms, beta, free bits, the "mean over pixels" pitfall, and a numerical check that the ELBO really is a lower bound.
+"""The ELBO derived, then the VAE's loss in nats per image: closed-form KL, reconstruction terms, beta, free bits.
 
 Docs: https://vae-course.github.io/vae_course/elbo.html.md"""
 

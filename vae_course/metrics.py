@@ -1,4 +1,4 @@
-"""How good is a trained VAE? Reconstruction and KL image by image, the train/validation gap in words, the importance-weighted log-likelihood checked against exact integration, active units, sample diversity and class coverage, interpolation, and one function that reports it all.
+"""How good is a trained VAE? Reconstruction and KL per image, the likelihood, active units, diversity, interpolation.
 
 Docs: https://vae-course.github.io/vae_course/evaluation.html.md"""
 

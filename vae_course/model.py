@@ -1,4 +1,4 @@
-"""Encoder, reparameterized sample and decoder in one module, MLP and convolutional: train it with fastai, then sample new digits (decoder means and Bernoulli draws), reconstruct test digits, trace one batch through every stage, look at a trained q(z|x), see side by side with lesson 01's autoencoder what the KL term adds, and save and load checkpoints safely.
+"""Encoder, sample and decoder in one model: train it, sample digits, reconstruct, trace a batch, save it safely.
 
 Docs: https://vae-course.github.io/vae_course/vae.html.md"""
 

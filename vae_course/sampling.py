@@ -1,4 +1,4 @@
-"""Draw a latent code from the encoder's Gaussian in a way that gradients can flow through: z = mu + sigma * eps. Why a plain draw blocks the gradient, proof that the samples have the right distribution, and why this estimator beats the score-function one.
+"""Draw z = mu + sigma * eps so that gradients flow through the sample, and why it beats the score-function estimator.
 
 Docs: https://vae-course.github.io/vae_course/sampling.html.md"""
 

@@ -1,4 +1,4 @@
-"""Train the VAE with fastai's `Learner`: the ELBO as the loss, its parts as metrics, and small callbacks for KL warm-up, posterior-collapse monitoring, a NaN guard, checkpoints and sample grids.
+"""Train the VAE with fastai's `Learner`: the ELBO as the loss, its parts as metrics, and small callbacks.
 
 Docs: https://vae-course.github.io/vae_course/training.html.md"""
 

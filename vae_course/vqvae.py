@@ -1,4 +1,4 @@
-"""Vector quantization with the straight-through estimator, the codebook and commitment losses, codebook usage and dead codes, a convolutional VQ-VAE on MNIST against a Gaussian VAE at the same number of bits, and an autoregressive prior over its grid of codes.
+"""Discrete codes: a codebook, the straight-through gradient, dead codes, a VQ-VAE on MNIST and a prior over codes.
 
 Docs: https://vae-course.github.io/vae_course/vqvae.html.md"""
 
