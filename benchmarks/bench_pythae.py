@@ -13,8 +13,8 @@ per image, summed over pixels and averaged over the images, as the other loops r
 
 Pythae lives in its own environment (its pins need not match the course's), so this script is not a dependency:
 
-    python -m venv /work/venvs/pythae && /work/venvs/pythae/bin/pip install torch torchvision pythae
-    /work/venvs/pythae/bin/python benchmarks/bench_pythae.py --data images.pt --epochs 1
+    python -m venv ~/venvs/pythae && ~/venvs/pythae/bin/pip install torch torchvision pythae
+    ~/venvs/pythae/bin/python benchmarks/bench_pythae.py --data images.pt --epochs 1
 
 `bench_training.py` runs it that way, in turn with its other loops, when that environment exists (`--pythae PYTHON`).
 The data file holds a dict {'train': (N,1,28,28) float32, 'valid': (M,1,28,28) float32} of values in {0,1}.

@@ -8,7 +8,7 @@ are trained through these loops, taking turns:
 - `bare fastai`: fastai's `Learner` with the same loss function and nothing else: the cost of fastai's loop itself;
 - `vae_learner`: the course's learner, with the ELBO metrics (train and valid), the NaN guard and the collapse monitor;
 - `pythae`: Pythae's `TrainingPipeline` on the same tensors (`bench_pythae.py`, run in its own environment as a
-  subprocess when `--pythae PYTHON` exists; default `/work/venvs/pythae/bin/python`, see that script's docstring).
+  subprocess when `--pythae PYTHON` exists; default `~/venvs/pythae/bin/python`, see that script's docstring).
 
 `--variants` adds prototypes of changes to the course's learner, made here from outside (subclass or configure; the
 library is not edited): fastai's progress bar on; fastai's own `Recorder` losses (without the course's on-device
@@ -26,7 +26,7 @@ loop, and the final validation losses (which must agree within a draw's noise). 
 run: CPU time of a one-thread process counts the work it did and is far less disturbed by other jobs than wall time.
 
 Usage (one thread, through the queue on the shared machine):
-    /work/bin/q python benchmarks/bench_training.py --repeats 5 [--variants] [--fast] [--model mlp|conv|tiny]
+    OMP_NUM_THREADS=1 python benchmarks/bench_training.py --repeats 5 [--variants] [--fast] [--model mlp|conv|tiny]
         [--bs 128] [--epochs 1] [--root DIR] [--subset N] [--binarize static|none|dynamic] [--pythae PYTHON|none]
         [--bar] [--loops "bare fastai;vae_learner, one dispatch, fastai losses"]   # a ';'-separated choice of loops
         [--profile LOOP]   # cProfile of one loop's epoch instead: the top functions by own time
@@ -263,7 +263,7 @@ if __name__ == '__main__':
     p.add_argument('--fast', action='store_true',
                    help='also time the fast paths: bf16 autocast, torch.compile, flushed denormals')
     p.add_argument('--loops', default=None, help="a ';'-separated list of loops to time instead (plain is always included)")
-    p.add_argument('--pythae', default='/work/venvs/pythae/bin/python', help="Pythae's Python ('none': skip)")
+    p.add_argument('--pythae', default=os.path.expanduser('~/venvs/pythae/bin/python'), help="Pythae's Python ('none': skip)")
     p.add_argument('--bar', action='store_true',
                    help="show fastai's progress bar in every learner (off by default, as in a script)")
     p.add_argument('--profile', default=None, help='profile one loop instead of timing them all')

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # gpu_check.sh: everything the course wants measured on one GPU, in one script of at most 8 minutes, one report file.
 #
-# On the GPU machine (a bare H200: Python 3.12 and torch, no network; /work/.library/device/README.md):
+# On the GPU machine (a bare H200: Python 3.12 and torch, no network; the device tool's README):
 #   here, once:  bash benchmarks/gpu_wheels.sh          # wheels + MNIST into .gpu/ (ignored), about 21 MB
 #   there:       run(command="bash benchmarks/gpu_check.sh", carry=[".gpu"], timeout_s=540)
 #   the report:  $OUT/gpu_report.md (and $OUT/gpu_check.log, every step's whole output)
@@ -29,7 +29,7 @@ WORK=$(mktemp -d); BUDGET=${GPU_BUDGET:-450}; START=$(date +%s)
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg PYTHONDONTWRITEBYTECODE=1
 export TORCHINDUCTOR_CACHE_DIR=$WORK/inductor  # its own compile cache: a shared one raced once in the dry run (a truncated .so)
 if [ $DRY = 1 ]; then
-  PY=${PY:-python}; export VAE_COURSE_DATA=${VAE_COURSE_DATA:-/work/shared/data} PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
+  PY=${PY:-python}; export VAE_COURSE_DATA=${VAE_COURSE_DATA:-$ROOT/../shared/data} PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
   SUB="--subset 2000"; REP=1; NLL="--images 50 --k 100"; EVAL="--k 50 --iw-images 100 --samples 100"; TRAIN_SUB="--subset 2000"
   NB_ENV="IN_TEST=1"; NB_SKIP="--skip-flags slow cuda"; CUDA_FLAGS=""; SCALE=${GPU_SCALE:-10}  # a shared CPU is slower
 else

@@ -3,7 +3,7 @@
 #
 #   bash benchmarks/gpu_wheels.sh [DEST]      # DEST defaults to .gpu in the repository root
 #
-# The GPU machine (see /work/.library/device/README.md) has Python 3.12 with torch, torchvision, numpy, pandas,
+# The GPU machine (see the device tool's README) has Python 3.12 with torch, torchvision, numpy, pandas,
 # matplotlib, scipy, scikit-learn, safetensors, accelerate, rich and pyyaml, and no network. It lacks fastai and its
 # small companions, nbdev's execnb and IPython (to run notebooks), and the MNIST files. This script downloads those
 # wheels for CPython 3.12 on x86-64 Linux (no dependencies resolved: each one is named), copies MNIST's IDX files, and
@@ -13,7 +13,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DEST=${1:-$ROOT/.gpu}
-DATA=${VAE_COURSE_DATA:-/work/shared/data}
+DATA=${VAE_COURSE_DATA:-$ROOT/../shared/data}
 PKGS=(fastai==2.8.12 fastcore fastprogress fastdownload fasttransform plum-dispatch beartype
       nbdev execnb ghapi fastgit asttokens astunparse watchdog
       ipython ipython-pygments-lexers traitlets jedi parso decorator pexpect ptyprocess prompt_toolkit wcwidth

@@ -1,7 +1,7 @@
 """Issue 21, phase 1: a test for each numbered item, written before the fixes. Every test of an item that is broken on
 the main branch of 2026-12-02 (1a79d1a) carries `xfail(strict=True, reason="issue 21.N: what is wrong")`: the suite
 stays green, and a fix that makes a test pass turns it red until its mark is removed. Tests without a mark hold today
-and must keep holding. The plan of the fixes, item by item: /work/plan/reliability.md.
+and must keep holding.
 
 What a careful user should get is asserted through what a user touches: `vae-course` (`main([...])` in-process,
 `torchrun` and resource-limited processes where a second process or a limit is the point), and the public functions of
