@@ -16,7 +16,8 @@ times slower to compute with on x86). Paths take turns; medians of `--repeats` r
 
 Usage (one thread, through the queue on the shared machine):
     OMP_NUM_THREADS=1 python benchmarks/bench_fast.py --sweep [--repeats 5] [--steps 40]
-    OMP_NUM_THREADS=1 python benchmarks/bench_fast.py --quality [--epochs 10] [--seeds 0 1 2] [--configs mlp400 iwae5 mlp400-bs512]
+    OMP_NUM_THREADS=1 python benchmarks/bench_fast.py --quality [--epochs 10] [--seeds 0 1 2] \
+        [--configs mlp400 iwae5 mlp400-bs512]
 """
 import argparse, contextlib, math, os, statistics, time
 import torch, torch.nn.functional as F

@@ -26,7 +26,8 @@ Usage (one thread, through the queue on the shared machine):
     python benchmarks/bench_nll.py --measure --k 500 --images 1000   # a quicker, noisier check of the same numbers
     python benchmarks/bench_nll.py --run runs/bin-iwae   # also a run folder of tools/train_binarized.py (its eval.json)
     OMP_NUM_THREADS=1 python benchmarks/bench_nll.py --speed [--images 200] [--repeats 5] [--k 5000]
-    OMP_NUM_THREADS=1 python benchmarks/bench_nll.py --protocol [--estimators today fast fast-bf16] [--budget-mb 64] [--device cuda]
+    OMP_NUM_THREADS=1 python benchmarks/bench_nll.py --protocol [--estimators today fast fast-bf16] \
+        [--budget-mb 64] [--device cuda]
 """
 import argparse, json, math, os, statistics, time
 from pathlib import Path
