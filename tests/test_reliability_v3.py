@@ -513,7 +513,6 @@ def test_8_resume_after_a_relative_root(env, mnist_root, monkeypatch, capsys):
 # =====================================================================================================================
 # Item 9: NaN at the public edges (93_runs' load_checkpoint; the model's elbo_parts, lessons 05/06)
 
-@pytest.mark.xfail(strict=True, reason="issue 21.9: a checkpoint with NaN weights loads, and samples NaN")
 def test_9_nan_weights_are_refused_on_load(tmp_path):
     model = tiny_vae()
     with torch.no_grad():
@@ -604,16 +603,12 @@ UNSAFE = {'w': torch.zeros(2), 'ns': argparse.Namespace(a=1)}  # needs a class i
 REFUSED = (r'(?i)tensor', r'(?i)saf')  # "holds objects other than tensors ... refused for safety"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21.11: load_checkpoint's refusal repeats torch's unpickler "
-                   "(UnpicklingError: Unsupported global: GLOBAL argparse.Namespace ...)")
 def test_11_unsafe_checkpoint_is_refused_in_one_line(tmp_path):
     path = old_checkpoint(tmp_path, 'unsafe', UNSAFE)
     with pytest.raises(ValueError) as e: vc.load_checkpoint(path, device='cpu')
     clear(e.value, re.escape(path.name), *REFUSED)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21.11: --resume on an unsafe last_state.pt prints torch's weights_only "
-                   "paragraph")
 def test_11_unsafe_training_state_is_refused_in_one_line(trained_run, tmp_path, mnist_root, capsys):
     run = copy_run(trained_run, tmp_path/'r')
     write_state(state_file(run), UNSAFE)
@@ -673,8 +668,13 @@ DAMAGE = [  # (what, command, what the user got on 2026-12-02)
 ]
 
 
-@pytest.mark.parametrize('what,command,today', [pytest.param(*d, id=f'{d[0]} ({d[1]})', marks=pytest.mark.xfail(
-    strict=True, reason=f"issue 21.12: {d[1]} on a run whose {d[0]}: {d[2]}")) for d in DAMAGE])
+# fixed: read_json and read_torch (90_core) name the file and say what is wrong with it
+FIXED = {'run.json not UTF-8', 'run.json invalid', 'run.json a list', 'checkpoint JSON a list', 'state without opt',
+         'state a list', 'state truncated'}
+
+
+@pytest.mark.parametrize('what,command,today', [pytest.param(*d, id=f'{d[0]} ({d[1]})', marks=() if d[0] in FIXED else
+    pytest.mark.xfail(strict=True, reason=f"issue 21.12: {d[1]} on a run whose {d[0]}: {d[2]}")) for d in DAMAGE])
 def test_12_damaged_file_is_named_in_one_line(trained_run, tmp_path, mnist_root, capsys, what, command, today):
     run = copy_run(trained_run, tmp_path/'r')
     damaged = damage(run, what)
@@ -685,8 +685,6 @@ def test_12_damaged_file_is_named_in_one_line(trained_run, tmp_path, mnist_root,
     assert damaged.name in error_line(err, command)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21.12: a checkpoint JSON that is a list: 'list' object has no attribute "
-                   "'get'")
 def test_12_checkpoint_json_a_list_is_named(tmp_path):
     path = old_checkpoint(tmp_path, 'c', tiny_vae().state_dict(), meta=[])
     with pytest.raises(ValueError) as e: vc.load_checkpoint(path, device='cpu')
@@ -731,7 +729,6 @@ def test_13_a_failed_checkpoint_write_is_one_line_and_loses_nothing(trained_run,
     assert state_file(run).read_bytes() == before and not list(run.glob('*.part'))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21.13: --out naming a file says only 'File exists: PATH'")
 def test_13_out_naming_a_file(env, mnist_root, capsys):
     (env/'afile').write_text('x')
     code, _, err = cli(capsys, 'train', '--out', env/'afile', '--root', mnist_root, '--epochs', '1', *QUICK)
@@ -751,8 +748,6 @@ def test_13_unwritable_cache_falls_back_to_no_cache(env, monkeypatch, capsys, ho
     assert re.search(r'warning: .*cache', err), err
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21.13: --seed 2**70 gives 'Overflow when unpacking long long', after the "
-                   "work")
 @pytest.mark.parametrize('command', ['train', 'evaluate'])
 def test_13_seed_out_of_range_is_refused_by_the_parser(trained_run, tmp_path, mnist_root, capsys, command):
     if command == 'train': argv = ['train', '--out', tmp_path/'s', '--root', mnist_root, '--epochs', '1', *QUICK]
@@ -761,8 +756,6 @@ def test_13_seed_out_of_range_is_refused_by_the_parser(trained_run, tmp_path, mn
     assert code == 2 and FLAGS['seed'] in err and not any(w in err for w in INTERNALS), err
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21.13: evaluate on a run whose best.pt is missing asks 'is it a folder "
-                   "written by vae-course train?'")
 def test_13_missing_checkpoint_is_named_without_a_wrong_hint(trained_run, tmp_path, capsys):
     run = copy_run(trained_run, tmp_path/'r')
     files, _ = checkpoint_files(run, 'best')
@@ -784,16 +777,12 @@ def test_14_float64_forward():
     torch.testing.assert_close(out.mu.float(), model(x).mu)  # converted: the same posterior
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21.14: trace of an empty batch: IndexError 'index 0 is out of bounds for "
-                   "dimension 0 with size 0'")
 def test_14_trace_of_an_empty_batch():
     try: table = tiny_vae().trace(torch.zeros(0, 1, 28, 28))
     except ValueError as e: clear(e, r'(?i)empty|no images|at least one'); return
     assert len(table)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21.14: a traversal of dimension 25 of 20: IndexError 'index 25 is out of "
-                   "bounds for dimension 1 with size 20'")
 def test_14_traversal_of_a_dimension_the_model_lacks():
     with pytest.raises((ValueError, IndexError)) as e: vc.traversal(tiny_vae(20), torch.zeros(20), [25])
     clear(e.value, '25', '20', r'(?i)latent|dims')
@@ -852,7 +841,6 @@ def test_14_fid_of_five_samples_is_refused_or_flagged():
     assert flagged, f"reported as if it meant something: fid {result['model']['fid']:.3f}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21.14: the NaN guard's message prints twice (as a warning, then again)")
 def test_14_nan_guard_message_once(tmp_path, mnist_root, capsys):
     code, _, err = cli(capsys, 'train', '--out', tmp_path/'n', '--root', mnist_root, '--epochs', 1, '--lr', 1e30,
                        *QUICK)

@@ -17,6 +17,8 @@ import torch
 from torch import Tensor
 from . import __version__
 from .data import DATASETS, binarize_once, display_path, get_dls, load_dataset, set_seed, to_float, write_atomic
+from .config import check_seed
+from .core import read_json
 from .fid import EXTRACTORS, generation_metrics
 from .images import bits_per_dim, image_folder_dls
 from .losses import LIKELIHOODS
@@ -60,7 +62,15 @@ def _non_negative(text):
 def _folder(text):
     "An argparse type: a folder name, not empty (an empty name would mean the current folder)."
     if not text.strip(): raise argparse.ArgumentTypeError("expected a folder name, got an empty one")
+    if Path(text).is_file(): raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
     return Path(text)
+
+def _seed(text):
+    "An argparse type: a seed, a whole number from 0 to 2**63 - 1 (torch's range), refused before any work."
+    try: n = int(text)
+    except ValueError: raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    try: return check_seed(n, 'the seed')
+    except ValueError as e: raise argparse.ArgumentTypeError(str(e)) from None
 
 def _count_or_all(text):
     "An argparse type: a positive whole number, or 'all' (None)."
@@ -121,7 +131,7 @@ def build_parser()->argparse.ArgumentParser:
     t.add_argument('--schedule', choices=['constant', 'one-cycle'], default='constant',
                    help="learning-rate schedule: constant, or fastai's one-cycle (5%% warm-up to --lr, then cosine "
                         "annealing), the recipe of the shipped reference models (default: %(default)s)")
-    t.add_argument('--seed', type=int, default=0, help='random seed (default: %(default)s)')
+    t.add_argument('--seed', type=_seed, default=0, help='random seed (default: %(default)s)')
     t.add_argument('--root', type=Path, default=None,
                    help='data folder with the IDX files (default: VAE_COURSE_DATA, the cache, a download)')
     t.add_argument('--subset', type=_positive(int), default=None, help='train on this many images only, for quick runs')
@@ -151,7 +161,7 @@ def build_parser()->argparse.ArgumentParser:
                    help="features for FID: the shipped digit/clothes classifier, or Inception-v3 (default: classifier "
                         "for MNIST and Fashion-MNIST, inception for your own images)")
     e.add_argument('--root', type=Path, default=None, help='data folder with the IDX files')
-    e.add_argument('--seed', type=int, default=0,
+    e.add_argument('--seed', type=_seed, default=0,
                    help='evaluation seed: binarizes the evaluation images and seeds every draw; independent of the '
                         'training seed (default: %(default)s)')
     e.set_defaults(run=lambda args: evaluate(args))
@@ -243,7 +253,7 @@ def _check_run_folder(args, out:Path)->dict|None: # the saved run record, when r
     if not has_epoch:
         hint = ': run the same command without --resume to start it again' if has_record else ''
         raise UsageError(f"cannot resume: {out} holds no saved epoch{hint}")
-    record = json.loads((out/'run.json').read_text())
+    record = read_json(out/'run.json', 'the run record')
     saved = record['args']
     if args.root is None and saved.get('root'): args.root = Path(saved['root'])  # the data the run started on
     now = _run_record(args)
@@ -414,10 +424,12 @@ def _train(args, out:Path, hidden, saved:dict|None, processes:int=1)->int:
           f"model: {type(model).__name__} Z={args.latent}; device: {dls.device}"
           + (f"; {processes} processes, each with its own share of the data and batches of {args.bs}"
              if processes > 1 else ''))
-    if args.schedule == 'one-cycle': learn.fit_one_cycle(args.epochs, args.lr, pct_start=0.05, start_epoch=start)
-    else: learn.fit(args.epochs, start_epoch=start)
+    with warnings.catch_warnings():  # the guard's warning becomes the command's one error line, below
+        warnings.filterwarnings('ignore', message='training stopped at epoch', category=RuntimeWarning)
+        if args.schedule == 'one-cycle': learn.fit_one_cycle(args.epochs, args.lr, pct_start=0.05, start_epoch=start)
+        else: learn.fit(args.epochs, start_epoch=start)
     if learn.nan_guard.message:
-        if _is_main(): print(learn.nan_guard.message, file=sys.stderr)
+        if _is_main(): print(f"vae-course {args.command}: error: {learn.nan_guard.message}", file=sys.stderr)
         return 1
     print(f"\nPer-epoch ELBO ({record['protocol']}; nats per image):")
     print(epoch_table(out/'metrics.csv').round(2).to_string())  # every epoch of the run, resumed ones too
@@ -462,11 +474,13 @@ def evaluate(args)->int:
 
 def _evaluate(args, run_dir:Path)->int:
     "Evaluate the run in the locked folder `run_dir`."
-    run = json.loads((run_dir/'run.json').read_text())
+    run = read_json(run_dir/'run.json', 'the run record')
     a = run['args']
     ckpt, why = _checkpoint(run, args.checkpoint)
     missing = [f for f in (ckpt, ckpt.replace('.pt', '.json')) if not (run_dir/f).is_file()]
-    if missing: raise UsageError(f"{run_dir} is missing {', '.join(missing)}: is it a folder written by vae-course train?")
+    if missing:
+        raise UsageError(f"{run_dir} is missing {', '.join(missing)}, the checkpoint to score: its run.json is there, so "
+                         "the file was removed or the run stopped before saving it; --checkpoint best or last chooses")
     model = load_checkpoint(run_dir/ckpt).eval()
     set_seed(args.seed)
     if a.get('images'): return _evaluate_images(args, run_dir, run, model, why)

@@ -6,8 +6,9 @@ Docs: https://vae-course.github.io/vae_course/core.html.md"""
 
 # %% auto #0
 __all__ = ['in_test', 'check_count', 'check_positive', 'check_non_negative', 'check_choice', 'check_finite', 'check_images',
-           'check_latent', 'check_image_shape', 'write_atomic', 'JSONFileError', 'write_json', 'read_json', 'cache_dir',
-           'display_path', 'package_file', 'evaluating', 'model_device', 'half_state', 'iter_images']
+           'check_latent', 'check_image_shape', 'write_atomic', 'JSONFileError', 'write_json', 'read_json',
+           'TorchFileError', 'read_torch', 'cache_dir', 'display_path', 'package_file', 'evaluating', 'model_device',
+           'half_state', 'iter_images']
 
 # %% ../nbs/90_core.ipynb #9cecb822
 import itertools, json, math, numbers, os
@@ -174,6 +175,41 @@ def read_json(
     if kind is not None and not isinstance(obj, kind):
         raise JSONFileError(f"{name}: expected {_KINDS.get(kind, kind.__name__)}, got {_kind(obj)}")
     return obj
+
+# %% ../nbs/90_core.ipynb #770e5f61
+class TorchFileError(ValueError):
+    "A torch file that is missing, damaged, unsafe to load, or not the value expected; the message names the file."
+
+def _torch_error(e:Exception)->str:
+    "What `torch.load` found wrong, in words (its own message speaks of unpicklers and zip readers)."
+    msg = str(e)
+    if 'GLOBAL ' in msg or 'Unsupported global' in msg:
+        name = msg.split('GLOBAL ', 1)[1].split()[0] if 'GLOBAL ' in msg else None
+        return (f"it holds objects other than tensors{f' ({name})' if name else ''}, "
+                "which are refused for safety: only tensors, numbers, strings, lists and dicts load")
+    if 'Unpickl' in type(e).__name__ or 'zip archive' in msg or 'PytorchStreamReader' in msg or isinstance(e, EOFError):
+        return "not a torch file, or one truncated or damaged (was its writing interrupted?)"
+    return msg.strip().split('\n')[0].split('. ')[0]
+
+def read_torch(
+    path:Path,            # the file to read
+    what:str|None=None,   # what the file holds, for the message, e.g. 'the training state'
+    keys:tuple=(),        # the keys the file's dict must have; () with `kind=dict`: any dict
+    kind:type|None=dict,  # the type of value the file must hold; None: any
+    map_location='cpu',   # where tensors go, as `torch.load` takes it
+):                        # the value
+    "Read a torch file safely (`weights_only=True`); anything wrong with it is one `TorchFileError` naming the file."
+    name = f"{path} ({what})" if what else str(path)
+    if not Path(path).is_file():
+        raise TorchFileError(f"{name}: {'a folder, not a file' if Path(path).is_dir() else 'no such file'}")
+    try: obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e: raise TorchFileError(f"{name}: cannot be loaded: {_torch_error(e)}") from None
+    if kind is not None and not isinstance(obj, kind):
+        raise TorchFileError(f"{name}: expected a {kind.__name__}, got a {type(obj).__name__}")
+    if missing := [k for k in keys if k not in obj]:
+        raise TorchFileError(f"{name}: {', '.join(map(repr, missing))} missing (it holds {', '.join(map(repr, obj))})")
+    return obj
+
 
 # %% ../nbs/90_core.ipynb #ebc091e2
 def cache_dir()->Path:

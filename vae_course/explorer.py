@@ -206,6 +206,10 @@ def traversal(
     values:Tensor=_TRAVERSAL_VALUES, # the values each swept dimension takes
 )->Tensor:            # (len(dims)*len(values),C,H,W) decoded images, row by row
     "Decode `z0` with one dimension at a time swept through `values`."
+    n_latent = model.n_latent
+    if bad := [d for d in dims if not 0 <= d < n_latent]:
+        raise ValueError(f"traversal: no latent dimension {', '.join(map(str, bad))} in a model with {n_latent} latent "
+                         f"dimensions (0 to {n_latent - 1})")
     z = z0.detach().cpu().repeat(len(dims)*len(values), 1)  # (rows*cols,Z)
     for i, d in enumerate(dims): z[i*len(values):(i+1)*len(values), d] = values
     return torch.sigmoid(model.decode(z.to(model.device))).cpu()

@@ -18,6 +18,7 @@ from fastcore.basics import patch
 from fastai.torch_core import default_device
 from . import __version__
 from .core import check_count, check_image_shape, check_images, check_latent, model_device, write_atomic
+from .core import JSONFileError, TorchFileError, read_json, read_torch
 from .core import check_finite  # noqa: F401 (tests/test_reliability_data.py patches model.check_finite)
 from .data import trace_pipeline
 from .encoder import MLPEncoder, ConvEncoder, log_normal
@@ -152,6 +153,7 @@ def reconstruct(self:VAE, x:Tensor)->Tensor: # (B,C,H,W) in [0,1] -> (B,C,H,W) i
 @torch.no_grad()
 def trace(self:VAE, x:Tensor)->pd.DataFrame:
     "The data flow of batch `x` through the model: shape, dtype, range and an example value at each stage."
+    if len(x) == 0: raise ValueError(f"trace needs at least one image, got an empty batch of shape {tuple(x.shape)}")
     stages = [('encoder', lambda x: dict(zip(('mu', 'logvar'), self.encoder(x)))),
               ('sample z', lambda q: reparameterize(q['mu'], q['logvar'])),
               ('decoder: logits', self.decoder),
@@ -196,11 +198,13 @@ def _check_state(model:nn.Module, state:dict, where:str):
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ''
         raise CheckpointError(f"{where}: {'; '.join(problems[:3])}{more}")
 
-def _load_error(e:Exception)->str:
-    "The informative part of `torch.load`'s error message (its first sentence, or the unpickler's reason)."
-    msg = str(e)
-    if 'WeightsUnpickler error:' in msg: msg = msg.split('WeightsUnpickler error:', 1)[1]
-    return msg.strip().split('\n')[0].split('. ')[0]
+def _check_finite_state(state:dict, where:str):
+    "Raise `CheckpointError` naming the weights of `state` that hold NaN or infinity (a run that diverged saved them)."
+    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ''
+        raise CheckpointError(f"{where}: weights that are not finite (NaN or infinity): {', '.join(bad[:3])}{more}; "
+                              "the run that saved them had diverged")
 
 # %% ../nbs/06_vae.ipynb #797baf12
 def load_checkpoint(
@@ -213,8 +217,8 @@ def load_checkpoint(
     for p in (path, json_path):
         if not p.is_file():
             raise FileNotFoundError(f"{p}: no such file (a checkpoint is a .pt file and a .json file side by side)")
-    try: meta = json.loads(json_path.read_text())
-    except json.JSONDecodeError as e: raise CheckpointError(f"{json_path}: not valid JSON ({e})") from None
+    try: meta = read_json(json_path, "the checkpoint's model and settings")
+    except JSONFileError as e: raise CheckpointError(str(e)) from None
     name, config = meta.get('model'), meta.get('config')
     if name not in MODELS: raise CheckpointError(f"{json_path}: unknown model class {name!r}; known: {sorted(MODELS)}")
     if not isinstance(config, dict):
@@ -224,12 +228,9 @@ def load_checkpoint(
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{json_path}: {name} does not take the arguments {config} ({e})") from None
     device = device or default_device()
-    try: state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:
-        why = f"{type(e).__name__}: {_load_error(e)}"
-        raise CheckpointError(f"{path}: not a readable weights-only checkpoint ({why})") from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: expected a state_dict, got a {type(state).__name__}")
+    try: state = read_torch(path, 'the weights', map_location=device)  # weights_only: a file you did not write is safe
+    except TorchFileError as e: raise CheckpointError(str(e)) from None
+    _check_finite_state(state, str(path))
     _check_state(shapes, state, f"{path} does not fit {name}(**{config}) from {json_path.name}")
     model = MODELS[name](**config)  # now that the weights fit, the real model: memory only for what the file holds
     model.load_state_dict(state)

@@ -29,6 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .autoencoder import evaluating
 from .data import TensorBatches, check_count, check_finite, check_images, show_grid, write_atomic
+from .core import read_torch
 from .losses import elbo_parts, iwae_bound, kl_per_dim, log_importance_weights
 from .sampling import reparameterize
 from .model import VAEOutput, save_checkpoint
@@ -321,7 +322,7 @@ def resume(
      "bring its metrics file in step.")
     path = Path(path)
     if not (path/'last_state.pt').is_file(): raise FileNotFoundError(f"cannot resume: {path/'last_state.pt'} is missing")
-    state = torch.load(path/'last_state.pt', map_location='cpu', weights_only=True)
+    state = read_torch(path/'last_state.pt', 'the training state', keys=('model', 'opt', 'rng', 'best', 'epoch', 'metrics'))
     learn.model.load_state_dict(state['model'])  # the weights of the same epoch as the optimizer state: one file, one commit
     learn.create_opt()
     learn.opt.load_state_dict(state['opt'])
