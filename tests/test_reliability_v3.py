@@ -376,8 +376,6 @@ def test_6_holds_shipped_models_load_and_list(shipped):
     assert len(vc.list_pretrained()) == len(vc.pretrained_names())
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21.6: the index covers the weights, not the JSON: a lying JSON lists and "
-                   "loads")
 @pytest.mark.parametrize('field,value', [('iw_nll', 60.0), ('dataset', 'fashion_mnist')])
 def test_6_metadata_that_lies_is_refused(shipped, field, value):
     meta, _ = pretrained_record(shipped, PRETRAINED)
@@ -389,7 +387,6 @@ def test_6_metadata_that_lies_is_refused(shipped, field, value):
     assert table is None or PRETRAINED not in table.index, "listed as given"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21.6: an index entry with ../ (or absolute) loads a model from outside")
 @pytest.mark.parametrize('how', ['dotdot', 'absolute'])
 def test_6_index_names_stay_inside_the_package(shipped, tmp_path, how):
     outside = tmp_path/'outside'
@@ -402,8 +399,6 @@ def test_6_index_names_stay_inside_the_package(shipped, tmp_path, how):
     clear(e.value, re.escape(name))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21.6: a missing index.json lists nothing, silently; loading says "
-                   "'unknown model'")
 def test_6_missing_index_is_said(shipped):
     (shipped/'index.json').unlink()
     assert refused_or_flagged(vc.list_pretrained, 'index.json') is None, "an empty list, no word of the missing index"

@@ -10,7 +10,7 @@ __all__ = ['pretrained_dir', 'pretrained_names', 'list_pretrained', 'load_pretra
            'manifold']
 
 # %% ../nbs/10_latent_explorer.ipynb #5cfbc98a
-import hashlib, importlib.resources, io, json
+import hashlib, importlib.resources, io, json, re, warnings
 from functools import partial
 from pathlib import Path
 
@@ -21,29 +21,47 @@ from . import __version__
 from .data import show_image, to_hwc, check_count, check_images, write_atomic
 from .losses import kl_per_dim
 from .model import CheckpointError, load_checkpoint
+from .core import read_json
 
 # %% ../nbs/10_latent_explorer.ipynb #c310de9c
 def pretrained_dir()->Path:
     "The folder of the checkpoints that ship inside the package."
     return Path(str(importlib.resources.files('vae_course')))/'pretrained'
 
-def _meta(name:str)->dict: return json.loads((pretrained_dir()/f'{name}.json').read_text())
+def _meta(name:str)->dict: return read_json(pretrained_dir()/f'{name}.json', f"the record of the pretrained model {name!r}")
 
-def _index(folder:Path|None=None)->dict: # {name: sha256 of its .pt file}
-    "The index of the shipped models: only the models it names, with the checksums it gives, are loaded."
+def _index(folder:Path|None=None, missing_ok:bool=False)->dict: # {name: {'weights': sha256, 'record': sha256}}
+    "The index of the shipped models: only the models it names, whose files have the checksums it gives, are used."
     path = Path(folder or pretrained_dir())/'index.json'
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if missing_ok and not path.exists(): return {}
+    if not path.is_file():
+        raise CheckpointError(f"{path}: the index of the shipped models is missing: the installed package is damaged; "
+                              "reinstall vae_course")
+    return read_json(path, 'the index of the shipped models')
 
 def _sha256(path:Path)->str: return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
+def _check_shipped(name:str, *parts:str):
+    "Refuse a name that is not a plain file name in the index, or a file of it whose checksum is not the index's."
+    index = _index()
+    if name not in index or not re.fullmatch(r'[\w][\w.-]*', name) or not isinstance(index[name], dict):
+        raise ValueError(f"unknown pretrained model {name!r}: the shipped models are {sorted(index)}")
+    for part, suffix in ((p, {'weights': '.pt', 'record': '.json'}[p]) for p in parts):
+        path = pretrained_dir()/f'{name}{suffix}'
+        if not path.is_file() or _sha256(path) != index[name].get(part):
+            raise CheckpointError(f"pretrained model {name!r}: {path.name} is missing or is not the file that shipped "
+                                  "(its sha256 differs from the index): the installed package is damaged; reinstall vae_course")
+
 def pretrained_names()->list:
     "Names of the shipped models (those in the index: a stray .pt file in the folder is not one)."
-    return sorted(_index())
+    return sorted(n for n, v in _index().items() if re.fullmatch(r'[\w][\w.-]*', n) and isinstance(v, dict))
 
 def list_pretrained()->pd.DataFrame:
     "The shipped models: architecture, data, the metrics each reached (nats per image) and the command that reproduces it."
     rows = {}
     for name in pretrained_names():
+        try: _check_shipped(name, 'record')
+        except CheckpointError as e: warnings.warn(f"{e}: not listed", stacklevel=2); continue
         m = _meta(name)
         e = m.get('metrics', {})
         images = 'all' if e.get('iw_images') == e.get('n_images') else f"{e.get('iw_images', 0):,} random"
@@ -60,13 +78,8 @@ def load_pretrained(
     device=None,  # default: `default_device()`
 ):
     "Load a model that ships with the package, in evaluation mode, after checking its weights against the index."
-    if name not in pretrained_names():
-        raise ValueError(f"unknown pretrained model {name!r}: the shipped models are {pretrained_names()}")
-    path = pretrained_dir()/f'{name}.pt'
-    if not path.is_file() or _sha256(path) != _index()[name]:
-        raise CheckpointError(f"pretrained model {name!r}: {path.name} is missing or is not the file that shipped (its sha256 "
-                              "differs from the index): the installed package is damaged; reinstall vae_course")
-    return load_checkpoint(path, device).eval()
+    _check_shipped(name, 'weights', 'record')
+    return load_checkpoint(pretrained_dir()/f'{name}.pt', device).eval()
 
 # %% ../nbs/10_latent_explorer.ipynb #c5d9f9d8
 def _half(state:dict)->dict: return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
@@ -97,7 +110,7 @@ def export_pretrained(
                 storage='float16', float16_max_prob_error=float16_error(model))
     write_atomic(dest/f'{name}.pt', lambda p: torch.save(_half(model.state_dict()), p))
     write_atomic(dest/f'{name}.json', lambda p: p.write_text(json.dumps(meta, indent=2)))
-    index = {**_index(dest), name: _sha256(dest/f'{name}.pt')}
+    index = {**_index(dest, missing_ok=True), name: dict(weights=_sha256(dest/f'{name}.pt'), record=_sha256(dest/f'{name}.json'))}
     write_atomic(dest/'index.json', lambda p: p.write_text(json.dumps(dict(sorted(index.items())), indent=2)))
     return dest/f'{name}.pt'
 
