@@ -317,8 +317,6 @@ def image_run(capsys, tmp_path):
 CHANGED = r'(?i)chang|added|new files|differ|no longer'
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21.5: evaluate re-draws the held-out split over the grown folder, "
-                   "silently")
 def test_5_evaluate_after_files_were_added(env, capsys):
     folder, run, record = image_run(capsys, env)
     random_folder(folder, n=18, seed=1, start=36)  # 18 more files: 54 in all
@@ -330,7 +328,6 @@ def test_5_evaluate_after_files_were_added(env, capsys):
         assert re.search(CHANGED, error_line(err, 'evaluate')) and folder.name in err
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21.5: --resume trains on a re-drawn split; run.json keeps the old counts")
 def test_5_resume_after_files_were_added(env, capsys):
     folder, run, record = image_run(capsys, env)
     random_folder(folder, n=18, seed=1, start=36)
@@ -494,8 +491,6 @@ def test_7_holds_killing_one_rank_mid_run_loses_nothing_and_does_not_hang(mnist_
 
 
 # item 8: --resume without --root finds the data of a run started with a relative --root
-@pytest.mark.xfail(strict=True, reason="issue 21.8: --resume without --root refuses the same data (the saved source is "
-                   "relative, the saved root absolute)")
 def test_8_resume_after_a_relative_root(env, mnist_root, monkeypatch, capsys):
     monkeypatch.chdir(env)
     shutil.copytree(mnist_root, env/'data')
@@ -576,9 +571,6 @@ def memory_refusals(mnist_root, tmp_path_factory):
     return results
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21.10: huge --hidden/--latent/--iw-k/--size reach torch's allocator "
-                   "([enforce fail at alloc_cpu.cpp] ... you tried to allocate N bytes); --size decodes for seconds "
-                   "first")
 @pytest.mark.parametrize('case,option', [('hidden', ['hidden']), ('latent', ['latent']), ('iw_k', ['iw_k', 'bs']),
                                          ('size', ['size', 'hidden'])])
 def test_10_memory_is_estimated_before_allocating(memory_refusals, case, option):
@@ -802,8 +794,6 @@ def test_14_decompression_bomb_names_the_file(env):
     clear(e.value, r'big\.png')
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21.14: evaluate --k K --iw-images all says nothing until 256 images are "
-                   "done (a minute at K=5000)")
 def test_14_long_evaluation_says_what_it_does_before_it_does_it(trained_run, tmp_path, capsys):
     """Stop evaluate after 0.3% of its K=100,000 pass over 300 images (100,000 decoded codes, counted at the decoder's
     first layer; everything before it decodes about 34,000): by then it must have said what it is doing. Today its first

@@ -18,9 +18,10 @@ from torch import Tensor
 from . import __version__
 from .data import DATASETS, binarize_once, display_path, get_dls, load_dataset, set_seed, to_float, write_atomic
 from .config import check_seed
-from .core import read_json
+from .core import memory_bytes, read_json
+from fastai.torch_core import default_device
 from .fid import EXTRACTORS, generation_metrics
-from .images import bits_per_dim, image_folder_dls
+from .images import ImageFolderError, bits_per_dim, image_folder_dls, split_record
 from .losses import LIKELIHOODS
 from .metrics import evaluate_vae
 from .model import VAE, ConvVAE, load_checkpoint
@@ -275,14 +276,14 @@ class _EpochLines(Callback):
               f"valid {row['valid_total']:.2f} "
               f"(recon {row['valid_recon']:.2f}, KL {row['valid_kl']:.2f}) nats per image; {row['time']}", flush=True)
 
-def _run_dls(a:dict, root=None, device=None, eval_seed:int=0):
+def _run_dls(a:dict, root=None, device=None, eval_seed:int=0, split:dict|None=None, on_change:str='error'):
     ("The DataLoaders of a run from its recorded arguments `a`: the same images, split, subset and pixel protocol "
      "(a folder's held-out images dequantized with `eval_seed`).")
     if a.get('images'):  # a folder of the user's images (lesson 13): a sixth held out, as --valid holdout does for MNIST
         folder = Path(a['images'])  # recorded absolute; shown relative to the current folder when it lies inside it
         if folder.is_relative_to(Path.cwd()): folder = folder.relative_to(Path.cwd())
         return image_folder_dls(folder, a['size'], bs=a['bs'], valid=HOLDOUT, subset=a['subset'], seed=a['seed'],
-                                eval_seed=eval_seed, device=device)
+                                eval_seed=eval_seed, device=device, split=split, on_change=on_change)
     valid = HOLDOUT if a.get('valid', 'test') == 'holdout' else 'test'  # runs older than --valid validated on the test split
     return get_dls(a['dataset'], bs=a['bs'], valid=valid, subset=a['subset'], binarize=_binarize(a['binarize']),
                    seed=a['seed'], root=root, device=device)
@@ -382,13 +383,30 @@ def _model(args, hidden, shape:dict):
                         likelihood=likelihood, **shape)
     return MODEL_CLASSES[args.model](n_latent=args.latent, n_hidden=hidden, **shape)
 
+def _check_memory(args, hidden):
+    "Refuse settings whose weights, Adam's state and batches cannot fit in this machine's memory, before any work."
+    shape = {'image_shape': (1, args.size, args.size)} if args.images else {}  # channels unknown yet: 1, a lower bound
+    with torch.device('meta'): n_params = sum(p.numel() for p in _model(args, hidden, shape).parameters())
+    pixels = math.prod(shape.get('image_shape', (1, 28, 28)))
+    need = 4*(4*n_params + 4*args.bs*args.iw_k*pixels)  # float32: weights, gradients, two moments; a batch's passes
+    have = memory_bytes(default_device())
+    if have is not None and need > have:
+        size = f" --size {args.size}" if args.images else ''
+        given = f"--hidden {' '.join(map(str, args.hidden or [hidden]))} --latent {args.latent} --iw-k {args.iw_k}"
+        raise UsageError(f"{given} --bs {args.bs}{size}: "
+                         f"{n_params:,} weights and batches of {args.bs*args.iw_k:,} decoded images need about "
+                         f"{need/2**30:,.1f} GiB of memory, and this machine gives a process {have/2**30:,.1f} GiB: "
+                         "choose smaller settings")
+
 def _train(args, out:Path, hidden, saved:dict|None, processes:int=1)->int:
     ("Train in the locked folder `out`; `saved` is the run's record when resuming; "
      "`processes` train together, the main one writes.")
+    _check_memory(args, hidden)
     set_seed(args.seed)
     binarize = _binarize(args.binarize)
     with _main_first(processes):  # downloads and the image cache are written once, then read by the others
-        dls = _run_dls(_run_record(args), args.root)
+        try: dls = _run_dls(_run_record(args), args.root, split=(saved or {}).get('split'))  # resumed: its own split
+        except ImageFolderError as e: raise UsageError(f"cannot resume: {e}") from None
     shape = {'image_shape': tuple(dls.image_shape)} if args.images else {}  # (C,H,W) of the user's images
     model = _model(args, hidden, shape)
     learn = vae_learner(dls, model, beta=args.beta, kl_warmup=args.kl_warmup, free_bits=args.free_bits,
@@ -398,17 +416,18 @@ def _train(args, out:Path, hidden, saved:dict|None, processes:int=1)->int:
     learn.add_cb(ELBOCSVLogger(out/'metrics.csv', append=args.resume))
     if not sys.stdout.isatty(): learn.remove_cb(ProgressCallback); learn.add_cb(_EpochLines())
     # the real folder (the source is for reading: $VAE_COURSE_DATA/...)
-    folder = str(Path(dls.folder).resolve() if args.images else dls.folder) if dls.folder else None
-    # an image folder's source says only whether it came from the cache
-    moved = saved is not None and (saved.get('data_folder', folder) != folder
-                                   or not args.images and saved.get('data_source') != dls.source)
+    folder = str(Path(dls.folder).resolve()) if dls.folder else None  # absolute: a relative --root is not another folder
+    was = saved.get('data_folder', folder) if saved is not None else None
+    # the folder decides; the source (as the user typed it, or whether a cache gave it) only where there is no folder
+    moved = saved is not None and ((str(Path(was).resolve()) if was else None) != folder
+                                   or folder is None and not args.images and saved.get('data_source') != dls.source)
     if moved:
         raise UsageError(f"cannot resume on other data: the run started on {saved.get('data_source')}, "
                          f"now the data is {dls.source}; pass the original --root or VAE_COURSE_DATA")
     start = resume(learn, out) if args.resume else 0
     if start >= args.epochs: raise UsageError(f"the run in {out} has already trained {start} epochs; ask for more with --epochs")
     record = dict(args=_run_record(args), command=args.command_line, data_source=dls.source, data_folder=folder,
-                  n_train=dls.train.n, n_valid=dls.valid.n,
+                  n_train=dls.train.n, n_valid=dls.valid.n, **({'split': split_record(dls.split)} if args.images else {}),
                   valid=(f"{dls.valid.n:,} training images held out to choose best.pt" if args.valid == 'holdout'
                          else "the test split (best.pt is chosen on it, so evaluate scores last.pt)"),
                   objective=f"IWAE bound, K={args.iw_k}" if args.iw_k > 1 else 'ELBO',
@@ -511,7 +530,7 @@ def _evaluate_images(args, run_dir:Path, run:dict, model, why:str)->int:
      "and FID with Inception when its weights are there.")
     a = run['args']
     # the folder's tensor, from the cache: the same split as in training
-    dls = _run_dls(a, device=torch.device('cpu'), eval_seed=args.seed)
+    dls = _run_dls(a, device=torch.device('cpu'), eval_seed=args.seed, split=run.get('split'), on_change='warn')
     held_out, train, shape = dls.valid.x, dls.train.x, tuple(dls.image_shape)
     iw_images = None if args.iw_images is None or args.iw_images >= len(held_out) else args.iw_images
     result = dict(run=str(run_dir), dataset=None, images=display_path(dls.folder), image_shape=list(shape),

@@ -8,7 +8,7 @@ Docs: https://vae-course.github.io/vae_course/core.html.md"""
 __all__ = ['in_test', 'check_count', 'check_positive', 'check_non_negative', 'check_choice', 'check_finite', 'check_images',
            'check_latent', 'check_image_shape', 'write_atomic', 'JSONFileError', 'write_json', 'read_json',
            'TorchFileError', 'read_torch', 'cache_dir', 'display_path', 'package_file', 'evaluating', 'model_device',
-           'half_state', 'iter_images']
+           'half_state', 'memory_bytes', 'iter_images']
 
 # %% ../nbs/90_core.ipynb #9cecb822
 import itertools, json, math, numbers, os
@@ -263,6 +263,24 @@ def half_state(
 )->dict:        # the same keys; floating-point tensors in float16; every tensor detached, on the CPU
     "A state dict for shipping: floating-point tensors in float16 (integers, e.g. counters, as they are), on the CPU."
     return {k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()) for k, v in state.items()}
+
+# %% ../nbs/90_core.ipynb #a86f54ef
+def memory_bytes(
+    device=None, # a torch device (default: the CPU)
+)->int|None:     # bytes; None where it cannot be known (e.g. Apple's mps)
+    "The memory a process may use on `device`: a GPU's total memory; the CPU's physical memory, capped by RLIMIT_AS."
+    device = torch.device(device or 'cpu')
+    if device.type == 'cuda': return torch.cuda.get_device_properties(device).total_memory
+    if device.type != 'cpu': return None
+    try: total = os.sysconf('SC_PAGE_SIZE')*os.sysconf('SC_PHYS_PAGES')
+    except (AttributeError, ValueError, OSError): return None  # no sysconf: Windows
+    try:
+        import resource
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY: total = min(total, soft)
+    except ImportError: pass
+    return total
+
 
 # %% ../nbs/90_core.ipynb #904ad05e
 def iter_images(
