@@ -10,7 +10,7 @@ reviews use). Counted: the words of every markdown cell, and the non-empty lines
 The stated line is a markdown cell of its own, right after the Colab badge: `*Reading time: about N minutes.*`
 `tests/test_docs.py` checks that every lesson states it and that it is current.
 """
-import argparse, json, re, sys
+import argparse, json, re, secrets, sys
 from pathlib import Path
 
 WORDS_PER_MINUTE, LINES_PER_MINUTE = 150, 15
@@ -49,7 +49,7 @@ def write(path:Path)->int:
     cell = next((c for c in nb['cells'] if c['cell_type'] == 'markdown' and LINE.match(_text(c).strip())), None)
     if cell is None:
         at = next((i + 1 for i, c in enumerate(nb['cells']) if 'colab-badge.svg' in _text(c)), 1)
-        cell = dict(cell_type='markdown', metadata={}, source=[])
+        cell = dict(cell_type='markdown', id=secrets.token_hex(4), metadata={}, source=[])
         nb['cells'].insert(at, cell)
     cell['source'] = [text]
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + '\n')
