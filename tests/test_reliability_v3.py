@@ -704,8 +704,6 @@ def file_size_limit(max_bytes):
         signal.signal(signal.SIGXFSZ, handler)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21.13: a write that fails in torch's writer reads 'Exception occured in "
-                   "`CheckpointCallback` ... [enforce fail at inline_container.cc:672] . unexpected pos'")
 def test_13_a_failed_checkpoint_write_is_one_line_and_loses_nothing(trained_run, tmp_path, mnist_root, capsys):
     run = copy_run(trained_run, tmp_path/'full')
     before = state_file(run).read_bytes()

@@ -6,12 +6,12 @@ Docs: https://vae-course.github.io/vae_course/core.html.md"""
 
 # %% auto #0
 __all__ = ['in_test', 'check_count', 'check_positive', 'check_non_negative', 'check_choice', 'check_finite', 'check_images',
-           'check_latent', 'check_image_shape', 'write_atomic', 'JSONFileError', 'write_json', 'read_json',
-           'TorchFileError', 'read_torch', 'cache_dir', 'display_path', 'package_file', 'evaluating', 'model_device',
-           'half_state', 'memory_bytes', 'iter_images']
+           'check_latent', 'check_image_shape', 'FileWriteError', 'write_atomic', 'JSONFileError', 'write_json',
+           'read_json', 'TorchFileError', 'read_torch', 'cache_dir', 'display_path', 'package_file', 'evaluating',
+           'model_device', 'half_state', 'memory_bytes', 'iter_images']
 
 # %% ../nbs/90_core.ipynb #9cecb822
-import itertools, json, math, numbers, os
+import itertools, json, math, numbers, os, re
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -122,6 +122,19 @@ def check_image_shape(
     return s
 
 # %% ../nbs/90_core.ipynb #0e019f21
+class FileWriteError(OSError):
+    "A file that could not be written (a full disk, a size limit, no permission); the message names it, not its `.part`."
+    def __init__(self, path, reason:str, errno:int|None=None):
+        super().__init__(f"could not write {path}: {reason}")
+        self.path, self.reason, self.errno, self.filename = Path(path), reason, errno, str(path)
+    def __str__(self): return f"could not write {self.path}: {self.reason}"
+
+def _write_failure(e:Exception)->str:
+    "Why a writer failed, in words: the OS's reason, or the first line of torch's C++ message without its source line."
+    if isinstance(e, OSError) and e.strerror: return e.strerror
+    text = re.sub(r'\[enforce fail at [^\]]*\]\s*\.?\s*', '', str(e).strip().splitlines()[0] if str(e).strip() else '')
+    return f"{text or type(e).__name__} (is the disk full, or the file larger than this process may write?)"
+
 def write_atomic(
     path:Path, # the file to write
     write,     # a function that writes the content to the path it is given
@@ -131,7 +144,11 @@ def write_atomic(
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + '.part')
     try: write(part)
-    except BaseException: part.unlink(missing_ok=True); raise  # a failed write leaves the old file, and no debris
+    except BaseException as e:
+        part.unlink(missing_ok=True)  # a failed write leaves the old file, and no debris
+        if isinstance(e, (OSError, RuntimeError)) and not isinstance(e, FileWriteError):  # the OS's, or torch's writer's
+            raise FileWriteError(path, _write_failure(e), getattr(e, 'errno', None)) from e
+        raise
     part.replace(path)  # atomic on POSIX: readers see the old file or the new one, never half of one
     return path
 
