@@ -657,7 +657,7 @@ DAMAGE = [  # (what, command, what the user got on 2026-12-02)
 
 # fixed: read_json and read_torch (90_core) name the file and say what is wrong with it
 FIXED = {'run.json not UTF-8', 'run.json invalid', 'run.json a list', 'checkpoint JSON a list', 'state without opt',
-         'state a list', 'state truncated'}
+         'state a list', 'state truncated', 'run.json without dataset', 'run.json without n_valid'}
 
 
 @pytest.mark.parametrize('what,command,today', [pytest.param(*d, id=f'{d[0]} ({d[1]})', marks=() if d[0] in FIXED else

@@ -173,10 +173,18 @@ _KINDS = {dict: 'an object', list: 'a list', str: 'a string'}
 
 def _kind(obj)->str: return next((name for t, name in _KINDS.items() if isinstance(obj, t)), f'a {type(obj).__name__}')
 
+def _has(obj, key:str)->bool:
+    "Whether `obj` has `key`; 'a.b' is the key 'b' of the object under 'a'."
+    for part in key.split('.'):
+        if not isinstance(obj, dict) or part not in obj: return False
+        obj = obj[part]
+    return True
+
 def read_json(
     path:Path,          # the file to read
     what:str|None=None, # what the file holds, for the message, e.g. 'the run record'
     kind:type|None=dict,  # the type of value the file must hold; None: any JSON
+    keys:tuple=(),      # the keys the object must have; 'a.b' for the key 'b' of the object under 'a'
 ):                      # the value
     "Read a JSON file; anything wrong with it is one `JSONFileError` that names the file and says what is wrong."
     name = f"{path} ({what})" if what else str(path)
@@ -191,6 +199,8 @@ def read_json(
         raise JSONFileError(f"{name}: not valid JSON ({e.msg}, line {e.lineno} column {e.colno})") from None
     if kind is not None and not isinstance(obj, kind):
         raise JSONFileError(f"{name}: expected {_KINDS.get(kind, kind.__name__)}, got {_kind(obj)}")
+    if missing := [k for k in keys if not _has(obj, k)]:
+        raise JSONFileError(f"{name}: {', '.join(map(repr, missing))} missing (written by another version, or edited?)")
     return obj
 
 # %% ../nbs/90_core.ipynb #770e5f61
