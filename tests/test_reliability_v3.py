@@ -811,7 +811,6 @@ def test_14_long_evaluation_says_what_it_does_before_it_does_it(trained_run, tmp
     assert re.search(r'(?i)\bIW|importance', said[0]), f"nothing said after {decoded[0]:,} decoded codes: {said[0]!r}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21.14: FID, KID, precision and recall are reported at n=5, with no word")
 def test_14_fid_of_five_samples_is_refused_or_flagged():
     extractor = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 16))  # any features: n is the point
     with warnings.catch_warnings(record=True) as caught:

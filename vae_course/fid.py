@@ -317,6 +317,9 @@ def generation_metrics(
     f_a, f_b, f_fake = (extract_features(ext, x) for x in (real_a, real_b, samples))
     kw = dict(k=k, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, seed=seed)
     name = extractor if isinstance(extractor, str) else type(extractor).__name__
+    d = f_a.shape[1]
+    note = ({'note': f"n={n} is below the features' {d} dimensions: the covariances are singular and FID is mostly "
+                     "its bias; read it against real_vs_real, and report FID with thousands of images"} if n < d else {})
     return dict(extractor=name, dataset=dataset if name == 'classifier' else None, n=n, k=k, seed=seed,
-                kid_subset_size=min(kid_subset_size, n), kid_subsets=kid_subsets, feature_dim=f_a.shape[1],
+                kid_subset_size=min(kid_subset_size, n), kid_subsets=kid_subsets, feature_dim=d, **note,
                 model=set_metrics(f_a, f_fake, **kw), real_vs_real=set_metrics(f_a, f_b, **kw))
