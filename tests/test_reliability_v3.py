@@ -445,8 +445,6 @@ def rows_in(csv):
     return [int(l.split(',')[0]) for l in lines if l.count(',') == 6]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21.7: a 2-process run of one epoch exits 1: rank 1 reads metrics.csv "
-                   "before rank 0 wrote it (No columns to parse from file); torchrun then sends SIGTERM to rank 0")
 def test_7_two_processes_one_epoch(mnist_root, tmp_path):
     """The main process's disk is slow (each checkpoint write waits 1 s): the race that fails 1 run in 3 on an idle disk
     fails every time, and a fix must make the other process wait through the process group, not through files."""

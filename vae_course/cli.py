@@ -453,6 +453,9 @@ def _train(args, out:Path, hidden, saved:dict|None, processes:int=1)->int:
     if learn.nan_guard.message:
         if _is_main(): print(f"vae-course {args.command}: error: {learn.nan_guard.message}", file=sys.stderr)
         return 1
+    if processes > 1 and torch.distributed.is_initialized():
+        torch.distributed.barrier()  # the others wait, through the process group, until the main one has saved
+    if not _is_main(): return 0      # the main process writes the files and reports them
     print(f"\nPer-epoch ELBO ({record['protocol']}; nats per image):")
     print(epoch_table(out/'metrics.csv').round(2).to_string())  # every epoch of the run, resumed ones too
     print(f"\nwrote {out}: " + ', '.join(sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith('.'))))
