@@ -39,7 +39,7 @@ def test_wheel_contains_the_library(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     for mod in MODULES + ['all', '__init__', '_modidx']: assert f'vae_course/{mod}.py' in names
     shipped = sorted(str(p.relative_to(PKG.parent)) for d in ('pretrained', 'weights') for p in (PKG/d).glob('*')
-                     if p.suffix in ('.pt', '.json'))
+                     if p.suffix in ('.pt', '.json', '.safetensors', '.md'))
     assert shipped and set(shipped) <= set(names), f"package data missing from the wheel: {set(shipped) - set(names)}"
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith('METADATA'))).decode()
     in_wheel = {str(Requirement(l.split(':', 1)[1])) for l in meta.splitlines()
