@@ -189,6 +189,7 @@ def _check_elbo_args(logits, x, mu, logvar, beta, free_bits, lik:Likelihood, che
             raise ValueError(f"{type(lik).__name__} targets must lie in [0,1], "
                              f"got values from {lo.item():.3g} to {hi.item():.3g}")
 
+# %% ../nbs/05_elbo.ipynb #a316b69f
 def elbo_parts(
     logits:Tensor,     # (B,n_params*C,H,W) decoder outputs
     x:Tensor,          # (B,C,H,W) targets: in [0,1] for the Bernoulli likelihood
@@ -235,6 +236,7 @@ def log_importance_weights(
     log_px_z = -lik.nll(logits.flatten(0, 1), x.expand(n, *x.shape).flatten(0, 1)).view(n, -1)  # (K,B)
     return log_px_z + prior.log_prob(z) - log_normal(z, mu, logvar)  # (K,B): log p(x|z) + log p(z) - log q(z|x)
 
+# %% ../nbs/05_elbo.ipynb #49b63021
 def iwae_bound(
     log_w:Tensor,  # (K,B) log importance weights
 )->Tensor:         # (B,) log (1/K) sum_k w_k, in nats: the K-sample lower bound on log p(x) (K=1: the ELBO)
