@@ -165,3 +165,20 @@ def test_log_gets_one_line_per_epoch(mnist_root, tmp_path):
     assert code == 0, err
     assert [l.split(':')[0] for l in out.splitlines() if l.startswith('epoch ')] == ['epoch 1/3', 'epoch 2/3', 'epoch 3/3']
     assert '\r' not in out and len(out) < 4000
+
+
+def test_train_tensorboard_logs_what_metrics_csv_holds(tmp_path, capsys):
+    "`vae-course train --tensorboard` writes event files whose scalars are the metrics file's numbers."
+    pytest.importorskip('tensorboard')
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    import pandas as pd
+    from vae_course.cli import main
+    out = tmp_path/'tb'
+    assert main(['train', '--out', str(out), '--subset', '300', '--epochs', '2', '--latent', '4', '--hidden', '16',
+                 '--tensorboard']) == 0
+    events = EventAccumulator(str(out/'tensorboard')).Reload()
+    csv = pd.read_csv(out/'metrics.csv')
+    for column in ('train_loss', 'valid_recon', 'valid_kl', 'valid_loss'):
+        logged = [s.value for s in events.Scalars(column.replace('_', '/', 1))]
+        assert logged == pytest.approx(csv[column].tolist(), rel=1e-5), column
+    assert [i.step for i in events.Images('samples')] == [0, 1]
