@@ -639,7 +639,8 @@ def compare_runs(
     records = [read_json(r/'run.json', 'the run record', keys=RUN_KEYS) for r in runs]
     names = [display_path(r) for r in runs]
     if len(set(names)) < len(names): raise UsageError(f"a run is named twice: {' '.join(names)}")
-    args = [{**rec['args'], 'epochs': len(epoch_table(r/'metrics.csv'))} for r, rec in zip(runs, records)]  # resumes too
+    default = _run_record(build_parser().parse_args(['train', '--out', '-']))  # for runs recorded before an option existed
+    args = [{**default, **rec['args'], 'epochs': len(epoch_table(r/'metrics.csv'))} for r, rec in zip(runs, records)]
     keys = sorted({k for a in args for k in a} - {'out', 'root'})
     settings = pd.DataFrame({k: [a.get(k) for a in args] for k in keys if _differs([a.get(k) for a in args])},
                             index=pd.Index(names, name='run'))
