@@ -7,11 +7,11 @@ Docs: https://vae-course.github.io/vae_course/training.html.md"""
 # %% auto #0
 __all__ = ['ELBO_PARTS', 'CSV_COLUMNS', 'ELBOLoss', 'ELBOMetric', 'elbo_metrics', 'KLWarmupCallback', 'PosteriorCollapseWarning',
            'count_active', 'CollapseMonitorCallback', 'NaNGuardCallback', 'CheckpointCallback', 'resume',
-           'save_image_grid', 'SampleGridCallback', 'ELBOCSVLogger', 'ShardedBatches', 'join_processes',
-           'sharded_trainer', 'vae_learner', 'epoch_table', 'plot_epochs']
+           'save_image_grid', 'SampleGridCallback', 'ELBOCSVLogger', 'TensorBoardLogger', 'ShardedBatches',
+           'join_processes', 'sharded_trainer', 'vae_learner', 'epoch_table', 'plot_epochs']
 
 # %% ../nbs/07_training.ipynb #237c8058
-import copy, math, os, warnings
+import copy, importlib.util, math, os, warnings
 from functools import cache, partial
 from pathlib import Path
 
@@ -419,6 +419,42 @@ class ELBOCSVLogger(CSVLogger):
         write_atomic(self.fname, lambda p: p.write_text('\n'.join([header, *kept]) + '\n'))
 
 
+# %% ../nbs/07_training.ipynb #ee36c172
+class TensorBoardLogger(Callback):
+    "Log each epoch to TensorBoard: the ELBO's parts (train, valid), the learning rate, KL per latent dimension, samples."
+    order = CollapseMonitorCallback.order + 1  # after the monitor has measured the epoch
+    def __init__(self,
+        log_dir:str|Path, # the folder of the event files
+        n:int=64,         # images in the sample grid
+        seed:int=0,       # seeds the fixed prior draws of the grid
+    ):
+        if importlib.util.find_spec('tensorboard') is None:
+            raise ImportError("TensorBoard logging needs the tensorboard package: pip install tensorboard")
+        self.log_dir, self.n, self.seed, self.writer = Path(log_dir), n, seed, None
+    def before_fit(self):
+        if not _is_main(): return  # one process writes
+        from torch.utils.tensorboard import SummaryWriter
+        self.writer = SummaryWriter(str(self.log_dir))
+        g = torch.Generator().manual_seed(self.seed)
+        self.z = torch.randn(self.n, _bare(self.model).n_latent, generator=g).to(self.dls.device)  # (n,Z) fixed draws
+    def after_epoch(self):
+        row = _csv_row(self.recorder)
+        if row is None or self.writer is None: return  # an epoch skipped on resume, or not the main process
+        w, e = self.writer, row['epoch']
+        for c in CSV_COLUMNS[1:]: w.add_scalar(c.replace('_', '/', 1), row[c], e)  # train/recon, ..., valid/loss
+        w.add_scalar('lr', self.opt.hypers[-1]['lr'], e)
+        if (monitor := getattr(self.learn, 'collapse_monitor', None)) is not None and monitor.history:
+            w.add_scalar('active_units', monitor.history[-1]['active'], e)
+            for j, kl in enumerate(monitor.history[-1]['kl_per_dim']): w.add_scalar(f'kl_per_dim/{j}', kl, e)
+        model = _bare(self.model)
+        with evaluating(model), torch.no_grad(): samples = torch.sigmoid(model.decode(self.z)).float().cpu()
+        from torchvision.utils import make_grid
+        w.add_image('samples', make_grid(samples, nrow=8, padding=1, pad_value=0.5), e)
+        w.flush()
+    def after_fit(self):
+        if self.writer is not None: self.writer.close(); self.writer = None
+
+
 # %% ../nbs/07_training.ipynb #7b1c2d02
 class ShardedBatches:
     ("One process's share of a `TensorBatches` loader: strided over a shuffled order that every process draws alike "
@@ -572,6 +608,7 @@ def vae_learner(
     checkpoint_dir:str|Path|None=None, # save best/last checkpoints here
     csv_path:str|Path|None=None, # write per-epoch metrics here
     sample_dir:str|Path|None=None, # save sample and reconstruction grids here
+    tensorboard_dir:str|Path|None=None, # log every epoch to TensorBoard here (needs `pip install tensorboard`)
     show_samples:bool=False,  # show sample grids in the notebook after training
     iw_k:int=1,               # importance samples of the objective: 1 is the ELBO, K > 1 the IWAE bound (lesson 05)
     cbs:list|None=None,       # more callbacks
@@ -586,6 +623,7 @@ def vae_learner(
     if kl_warmup: callbacks.append(KLWarmupCallback(n_steps=kl_warmup))
     if checkpoint_dir is not None: callbacks.append(CheckpointCallback(checkpoint_dir))
     if csv_path is not None: callbacks.append(ELBOCSVLogger(csv_path))
+    if tensorboard_dir is not None: callbacks.append(TensorBoardLogger(tensorboard_dir))
     if sample_dir is not None or show_samples: callbacks.append(SampleGridCallback(path=sample_dir, show=show_samples))
     if (mp := _mixed_precision(precision, dls.device)) is not None: callbacks.append(mp)
     if num_distrib() > 1:  # started by a launcher (`torchrun`, `accelerate launch`): fastai's DDP trainer, with our data shards
