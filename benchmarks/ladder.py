@@ -55,9 +55,9 @@ def _half(model):
             if t.is_floating_point(): t.copy_(t.half().float())
     return model
 
-def _pretrained(name:str)->Path: # the .pt file of a shipped model
+def _pretrained(name:str)->Path: # the record (.json) of a shipped model; its weights load with load_pretrained
     import vae_course
-    return Path(vae_course.__file__).parent/'pretrained'/f'{name}.pt'
+    return Path(vae_course.__file__).parent/'pretrained'/f'{name}.json'
 
 def measure(run:Path, k:int=K, n_images:int|None=None, bs:int=50, half:bool=True)->dict:
     "The IW NLL of `run`'s last.pt (a shipped rung: the package's weights) under the standard protocol; writes run/nll.json."
@@ -66,8 +66,10 @@ def measure(run:Path, k:int=K, n_images:int|None=None, bs:int=50, half:bool=True
     from vae_course.model import load_checkpoint
     from vae_course.losses import iwae_bound
     import vae_course.priors, vae_course.hierarchical  # noqa: F401  (their models, for load_checkpoint)
-    weights = _pretrained(SHIPPED[run.name][1]) if run.name in SHIPPED else run/'last.pt'
-    model = load_checkpoint(weights, device='cpu').eval()
+    if run.name in SHIPPED:
+        from vae_course.explorer import load_pretrained
+        model = load_pretrained(SHIPPED[run.name][1], device='cpu')  # the package's safetensors, checked against its index
+    else: model = load_checkpoint(run/'last.pt', device='cpu').eval()
     run.mkdir(parents=True, exist_ok=True)
     if half: _half(model)
     x = binarize_once(to_float(load_dataset('mnist', 'test').images), 'dynamic', EVAL_SEED)[:n_images]  # (N,1,28,28)
@@ -103,7 +105,7 @@ def _train_seconds(log:Path)->tuple: # (seconds, epochs seen)
 def _shipped_row(runs:Path, name:str)->dict:
     "A shipped rung: its budget and NLL from the package's JSON (float32 weights), or its re-measure in runs/name/nll.json."
     what, pretrained, iw_k = SHIPPED[name]
-    meta = json.loads(_pretrained(pretrained).with_suffix('.json').read_text())
+    meta = json.loads(_pretrained(pretrained).read_text())
     m, epochs = meta['metrics'], meta['epochs']
     row = dict(rung=name, model=what, objective=f'IWAE bound, K={iw_k}' if iw_k > 1 else 'ELBO', epochs=f"{epochs:,}",
                seeds=1, hours=None, grad_evals=f"{epochs*iw_k*N_TRAIN:.2e}")

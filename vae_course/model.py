@@ -1,4 +1,4 @@
-"""Encoder, sample and decoder in one model: train it, sample digits, reconstruct, trace a batch, save it safely.
+"""Encoder, sample and decoder in one model: train it, sample digits, and measure what its prior buys over an autoencoder.
 
 Docs: https://vae-course.github.io/vae_course/vae.html.md"""
 
