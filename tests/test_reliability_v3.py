@@ -91,7 +91,7 @@ def use_pretrained_folder(monkeypatch, folder):
 
 def pretrained_record(folder, name):
     "The metadata file of a shipped model, and its weights file."
-    return Path(folder)/f'{name}.json', Path(folder)/f'{name}.pt'
+    return Path(folder)/f'{name}.json', Path(folder)/f'{name}.safetensors'
 
 
 # ---------------------------------------------------------------------------------------------------------------------
