@@ -22,6 +22,7 @@ def mlp(*sizes:int)->nn.Sequential:
     return nn.Sequential(*layers[:-1])
 
 # %% ../nbs/01_plain_ae.ipynb #d08a75f1
+# plumbing: the sides of the stride-2 stages, the channels of each; the losses' shape check
 def conv_sizes(
     in_shape:tuple=(1, 28, 28), # (C,H,W) of the images
 )->list:                        # the side of the feature maps, from the image down: [28, 14, 7] for 28x28
@@ -40,6 +41,11 @@ def _conv_channels(channels, n_stages:int, default:tuple)->tuple:
     if len(channels) != n_stages:
         raise ValueError(f"channels must give {n_stages} numbers, one per stride-2 stage, got {channels}")
     return channels
+
+def _check_same_shape(logits:Tensor, x:Tensor):
+    "Raise a clear error unless `logits` and `x` have the same shape (no silent broadcasting)."
+    if logits.shape != x.shape:
+        raise ValueError(f"logits and targets must have the same shape, got {tuple(logits.shape)} and {tuple(x.shape)}")
 
 # %% ../nbs/01_plain_ae.ipynb #8a80f328
 def conv_features(
@@ -77,11 +83,6 @@ def conv_image(
     return nn.Sequential(*layers, last) # (B,C,H,W) logits
 
 # %% ../nbs/01_plain_ae.ipynb #0c87366f
-def _check_same_shape(logits:Tensor, x:Tensor):
-    "Raise a clear error unless `logits` and `x` have the same shape (no silent broadcasting)."
-    if logits.shape != x.shape:
-        raise ValueError(f"logits and targets must have the same shape, got {tuple(logits.shape)} and {tuple(x.shape)}")
-
 def bce_recon(
     logits:Tensor, # (B,1,H,W) decoder logits
     x:Tensor,      # (B,1,H,W) targets in [0,1]
