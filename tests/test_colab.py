@@ -4,18 +4,18 @@ The wheel is built from a copy of the repository and installed with `pip install
 folder that comes first on the kernel's `sys.path`. A `sitecustomize` in the kernel hides the repository checkout
 (and the editable install that points at it) and the development-only packages that Colab does not have (nbdev,
 pytorch-fid, ...); a lesson may use one of those only if its Colab cell installs it (`pip install vae_course
-pytorch-fid ...`), and then it is allowed. Each lesson runs in its own Jupyter kernel with IN_TEST=1 and without its
-`tst_flags` cells (`#| slow`, `#| cuda`, `#| notest`), as nbdev-test would: one test per lesson, so a failure names
-it. This is the only test that runs the lessons. Times go to $CI_ARTIFACTS/colab_report.json when that is set.
+pytorch-fid ...`), and then it is allowed. Each lesson runs in a child process and a Jupyter kernel of its own
+(COLAB_SIM_WORKERS lessons at a time, default 2), with IN_TEST=1 and without its `tst_flags` cells (`#| slow`,
+`#| cuda`, `#| notest`), as nbdev-test would: one test per lesson, so a
+failure names it. This is the only test that runs the lessons. Times go to $CI_ARTIFACTS/colab_report.json when set.
 
 What is not simulated: Colab's own package versions, its GPU, and the network (lessons read the data as here).
 """
 import hashlib, json, os, re, shutil, subprocess, sys, time, tomllib
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 import nbformat, pytest
-from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,34 +119,58 @@ def _tree_digest(folder:Path)->dict:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob('*')) if p.is_file() and '__pycache__' not in p.parts}
 
-@pytest.mark.parametrize('lesson', LESSONS, ids=lambda p: p.stem)
-def test_lesson_runs_like_colab(lesson, wheel_env, tmp_path):
-    folder = tmp_path/'content'; folder.mkdir()  # Colab's /content: the lesson and nothing else
+# Lessons run in child processes, WORKERS at a time (COLAB_SIM_WORKERS, default 2: CI's cores), each in its own
+# empty folder and kernel; a test waits for its own lesson. Only the lessons pytest selected are run.
+WORKERS = int(os.environ.get('COLAB_SIM_WORKERS', '2'))
+RUNNER = """import re, sys, nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+nb = nbformat.read(sys.argv[1], as_version=4)
+try: NotebookClient(nb, timeout=600, kernel_name='python3', resources={'metadata': {'path': sys.argv[2]}}).execute()
+except CellExecutionError as e: print(re.sub(r'\\x1b\\[[0-9;]*m', '', str(e))[-4000:]); sys.exit(3)
+"""
+
+def _run_like_colab(lesson:Path, wheel_env:dict, base:Path)->dict:
+    "Run `lesson` as Colab would, in a child process; its failure message (or None), and its seconds."
+    folder = base/lesson.stem/'content'; folder.mkdir(parents=True)  # Colab's /content: the lesson and nothing else
     shutil.copy(lesson, folder)
     nb = nbformat.read(folder/lesson.name, as_version=4)
     extra = {Requirement(d).name.lower() for d in colab_installs(nb)}
     hidden = sorted(mod for dist, mod in HIDDEN.items() if dist not in extra)
     skip_flags = PYPROJECT['tool']['nbdev'].get('tst_flags', '').split()
     nb.cells = [c for c in nb.cells if runs_under_test(c, skip_flags)] + [nbformat.v4.new_code_cell(POSTCHECK)]
+    nbformat.write(nb, base/lesson.stem/'to_run.ipynb')
     target = wheel_env['target']
     env = {**{k: v for k, v in os.environ.items() if k != 'MPLBACKEND'}, 'IN_TEST': '1',  # Colab's kernel: matplotlib inline
            'PYTHONPATH': os.pathsep.join([str(wheel_env['hooks']), str(target)]),
            'PATH': os.pathsep.join([str(target/'bin'), os.environ.get('PATH', '')]),
            'COLAB_SIM_REPO': os.path.realpath(ROOT), 'COLAB_SIM_TARGET': os.path.realpath(target),
            'COLAB_SIM_HIDDEN': ','.join(hidden)}
-    before = _tree_digest(target/'vae_course')
-    client = NotebookClient(nb, timeout=600, kernel_name='python3', resources={'metadata': {'path': str(folder)}})
     start = time.perf_counter()
-    try: client.execute(env=env)
-    except CellExecutionError as e:
-        message = re.sub(r'\x1b\[[0-9;]*m', '', str(e))  # no terminal colours
-        pytest.fail(f"{lesson.name} fails as Colab would run it:\n{message[-4000:]}", pytrace=False)
-    finally:
-        REPORT[lesson.stem] = round(time.perf_counter() - start, 1)
-        _save_report()
-    after = _tree_digest(target/'vae_course')
+    r = subprocess.run([sys.executable, '-c', RUNNER, str(base/lesson.stem/'to_run.ipynb'), str(folder)],
+                       env=env, capture_output=True, text=True)
+    failure = None if r.returncode == 0 else (r.stdout.strip() or r.stderr[-4000:])
+    return dict(failure=failure, seconds=round(time.perf_counter() - start, 1))
+
+@pytest.fixture(scope='session')
+def colab_runs(request, wheel_env, tmp_path_factory):
+    "The selected lessons, started WORKERS at a time: {lesson: a future of `_run_like_colab`'s result}; the package's files."
+    chosen = [item.callspec.params['lesson'] for item in request.session.items
+              if item.originalname == 'test_lesson_runs_like_colab']
+    base, before = tmp_path_factory.mktemp('colab_runs'), _tree_digest(wheel_env['target']/'vae_course')
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        yield {p: pool.submit(_run_like_colab, p, wheel_env, base) for p in chosen}, before
+
+@pytest.mark.parametrize('lesson', LESSONS, ids=lambda p: p.stem)
+def test_lesson_runs_like_colab(lesson, wheel_env, colab_runs):
+    futures, before = colab_runs
+    result = futures[lesson].result()
+    REPORT[lesson.stem] = result['seconds']
+    _save_report()
+    if result['failure']: pytest.fail(f"{lesson.name} fails as Colab would run it:\n{result['failure']}", pytrace=False)
+    after = _tree_digest(wheel_env['target']/'vae_course')
     changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
-    assert not changed, f"{lesson.name} wrote into the installed package: {changed}"
+    assert not changed, f"the installed package was written to while {lesson.name} ran (or a lesson run beside it): {changed}"
 
 def _save_report():
     out = os.environ.get('CI_ARTIFACTS')

@@ -6,7 +6,7 @@ Skips, saying why, when `quarto` is not on PATH (tools: ../shared/quarto/install
 browser part when Chromium or the local copies of the CDN scripts (tools/fetch_site_cdn.sh) are missing.
 Screenshots and a JSON summary go to $CI_ARTIFACTS/screenshots (default: a pytest temporary folder).
 """
-import functools, importlib, inspect, json, os, re, shutil, subprocess, threading, time
+import functools, importlib, inspect, json, os, re, shutil, subprocess, threading, time, tomllib
 from html.parser import HTMLParser
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -85,12 +85,15 @@ def test_every_lesson_has_a_page_in_the_sidebar(site):
 
 def test_internal_links_and_anchors_resolve(site):
     broken, n_internal, n_external = [], 0, 0
+    home = tomllib.loads((ROOT/'pyproject.toml').read_text())['project']['urls']['Documentation']  # the site's own address
     for name, page in site.pages.items():
         for href in page.links:
-            if not href or href.startswith(EXTERNAL): n_external += bool(href); continue
+            # nbdev writes links to documented names as absolute addresses on the site: they are checked here too
+            own = href.startswith(home)
+            if not href or href.startswith(EXTERNAL) and not own: n_external += bool(href); continue
             n_internal += 1
-            url = urlsplit(urljoin(name, href))
-            target = unquote(url.path) or name
+            url = urlsplit(href[len(home):] if own else urljoin(name, href))
+            target = unquote(url.path) or ('index.html' if own else name)
             if target.endswith('/'): target += 'index.html'
             if not (site.docs/target).is_file(): broken.append(f"{name}: {href} (no file {target})"); continue
             if url.fragment and target.endswith('.html'):
