@@ -145,7 +145,9 @@ def _run_like_colab(lesson:Path, wheel_env:dict, base:Path)->dict:
            'PYTHONPATH': os.pathsep.join([str(wheel_env['hooks']), str(target)]),
            'PATH': os.pathsep.join([str(target/'bin'), os.environ.get('PATH', '')]),
            'COLAB_SIM_REPO': os.path.realpath(ROOT), 'COLAB_SIM_TARGET': os.path.realpath(target),
-           'COLAB_SIM_HIDDEN': ','.join(hidden)}
+           'COLAB_SIM_HIDDEN': ','.join(hidden),
+           # lessons side by side share the cores: more threads than cores makes OpenMP spin (several times slower)
+           'OMP_NUM_THREADS': os.environ.get('OMP_NUM_THREADS') or str(max(1, (os.cpu_count() or 1)//WORKERS))}
     start = time.perf_counter()
     r = subprocess.run([sys.executable, '-c', RUNNER, str(base/lesson.stem/'to_run.ipynb'), str(folder)],
                        env=env, capture_output=True, text=True)
