@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT/'tools'))
 from check_settings import module_defaults, report, restated_defaults, setting_names  # noqa: E402
 
 GROUPS = (DataConfig, ModelConfig, TrainConfig, EvalConfig)
-COMMAND_ONLY = {'help', 'out', 'resume', 'debug', 'run_dir', 'seeds'}  # arguments of the commands, not settings (--seeds: one run per seed)
+COMMAND_ONLY = {'help', 'out', 'resume', 'debug', 'run_dir', 'seeds'}  # the commands' own arguments, not settings
 FIELDS = {f.name: f for cls in (RunConfig, EvalConfig) for f in fields(cls)}
 NEW = {  # options the config may add to today's (aliases keep the old names)
     'train': {'--channels', '--holdout', '--eval-seed', '--arch', '--n-latent', '--n-hidden', '--conditional',
