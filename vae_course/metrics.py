@@ -47,8 +47,13 @@ def encode_dataset(
     if not mus: raise _no_batches(data)
     return torch.cat(mus), torch.cat(logvars)
 
+def _code_terms(model:nn.Module, codes:Tensor, x:Tensor, likelihood, sigma)->Tensor: # (B,2) float64 on the CPU
+    "recon -log p(x|c) and KL(q||p) = -log p(c) when q(c|x) is one point, the codes c (B,...): nothing to draw."
+    recon = recon_nll(model.decode(codes, check=False), x, likelihood, sigma)  # (B,)
+    return torch.stack([recon, -model.prior.log_prob(codes)], 1).double().cpu()
+
 def elbo_per_image(
-    model:nn.Module,   # a VAE: `encode`, `decode`
+    model:nn.Module,   # a VAE: `encode`, `decode`; or a model whose `encode` gives codes and whose `prior` scores them
     data,              # a loader, an iterable of batches, or a tensor (N,C,H,W) in [0,1]
     n_samples:int=1,   # draws of z per image for the reconstruction term
     generator:torch.Generator|None=None, # draws z, on the model's device; None: torch's global generator
@@ -61,7 +66,9 @@ def elbo_per_image(
     with evaluating(model):
         for xb in _images(data):
             xb = xb.to(device)
-            mu, logvar = model.encode(xb)                                                # (B,Z) each
+            q = model.encode(xb)  # (mu, logvar), (B,Z) each; or codes (B,...): q(c|x) is one point (a VQ-VAE)
+            if isinstance(q, Tensor): rows.append(_code_terms(model, q, xb, likelihood, sigma)); continue
+            mu, logvar = q
             recon = sum(recon_nll(model.decode(reparameterize(mu, logvar, generator)), xb, likelihood, sigma)
                         for _ in range(n_samples))/n_samples                             # (B,)
             rows.append(torch.stack([recon, kl_normal(mu, logvar)], 1).double().cpu())  # (B,2)
@@ -334,11 +341,29 @@ def interpolate(
         z = INTERPOLATIONS[method](mu[0], mu[1], torch.linspace(0, 1, n))     # (n,Z)
         return torch.sigmoid(model.decode(z))
 
-# %% ../nbs/08_evaluation.ipynb #504911de
+# %% ../nbs/08_evaluation.ipynb #867e08e4
 def _sem(v)->float: return float(v.std()/math.sqrt(len(v))) if len(v) > 1 else float('nan')
 
+def _add_gap(result:dict, model:nn.Module, train_data, generator, **lik)->dict:
+    "`result` with the train/validation gap of the negative ELBO, its standard error and its verdict."
+    train = elbo_per_image(model, train_data, generator=generator, **lik).neg_elbo
+    gap_se = math.sqrt(_sem(train)**2 + result['neg_elbo_se']**2)  # two independent sets of images
+    result.update(train_neg_elbo=float(train.mean()), train_neg_elbo_se=_sem(train), n_train_images=len(train),
+                  gap=result['neg_elbo'] - float(train.mean()), gap_se=gap_se,
+                  gap_verdict=gap_verdict(float(train.mean()), result['neg_elbo'], se=gap_se))
+    return result
+
+def _point_posterior(model:nn.Module)->bool:
+    "Whether `model.encode` gives codes (a tensor: q(c|x) is one point, as in a VQ-VAE) rather than (mu, logvar)."
+    shape = getattr(model, 'image_shape', None)  # a blank image tells: no data drawn, no random state used
+    if shape is None: return False
+    try:
+        with evaluating(model): return isinstance(model.encode(torch.zeros(1, *shape, device=_device(model))), Tensor)
+    except (TypeError, ValueError): return False  # an encoder that needs more than an image (a CVAE's labels): not codes
+
+# %% ../nbs/08_evaluation.ipynb #504911de
 def evaluate_vae(
-    model:nn.Module,      # a trained VAE: `encode`, `decode`
+    model:nn.Module,      # a trained VAE: `encode`, `decode`; or a model with one code per image (a VQ-VAE, see below)
     data,                 # the evaluation images: a loader, an iterable of batches, or a tensor (N,C,H,W) in [0,1]
     k:int=1000,           # importance samples per image for the log-likelihood
     iw_images:int|None=1000, # estimate the log-likelihood on this many randomly chosen images (None: all)
@@ -355,6 +380,7 @@ def evaluate_vae(
     if k < 1 or any(kk < 1 for kk in ks): raise ValueError(f"k and ks must be at least 1 importance sample, got k={k}, ks={ks}")
     if iw_images is not None and iw_images < 1: raise ValueError(f"iw_images must be None (all) or at least 1, got {iw_images}")
     lik = dict(likelihood=likelihood, sigma=sigma)
+    if _point_posterior(model): return _evaluate_codes(model, data, train_data, seed, **lik)  # a VQ-VAE: below
     g = torch.Generator(_device(model)).manual_seed(seed)
     per_image = elbo_per_image(model, data, generator=g, **lik)
     mu, logvar = encode_dataset(model, data)
@@ -371,10 +397,26 @@ def evaluate_vae(
                   iw_gain_se=_sem(neg_elbo_iw - nll), iw_nll_by_k={str(kk): float(v.mean()) for kk, v in sorted(by_k.items())},
                   n_latent=len(mu_var), active_units=n_active, active_threshold=threshold, mu_var=mu_var.tolist(),
                   kl_per_dim=kl_per_dim(mu, logvar).mean(0).tolist())
-    if train_data is not None:
-        train = elbo_per_image(model, train_data, generator=g, **lik).neg_elbo
-        gap_se = math.sqrt(_sem(train)**2 + result['neg_elbo_se']**2)  # two independent sets of images
-        result.update(train_neg_elbo=float(train.mean()), train_neg_elbo_se=_sem(train), n_train_images=len(train),
-                      gap=result['neg_elbo'] - float(train.mean()), gap_se=gap_se,
-                      gap_verdict=gap_verdict(float(train.mean()), result['neg_elbo'], se=gap_se))
-    return result
+    return result if train_data is None else _add_gap(result, model, train_data, g, **lik)
+
+# %% ../nbs/08_evaluation.ipynb #69227add
+def _evaluate_codes(model:nn.Module, data, train_data, seed:int, likelihood, sigma)->dict:
+    "`evaluate_vae` for a model whose q(c|x) is one point, the codes c(x): the exact ELBO, no importance sampling, usage."
+    lik = dict(likelihood=likelihood, sigma=sigma)
+    per_image = elbo_per_image(model, data, **lik)  # recon = -log p(x|c(x)), kl = -log p(c(x)): nothing drawn
+    with evaluating(model): codes = torch.cat([model.encode(xb.to(_device(model))).cpu() for xb in _images(data)])
+    counts = torch.bincount(codes.flatten(), minlength=getattr(model.prior, 'codebook_size', 0))  # (K,) uses of each code
+    p = counts.double()/counts.sum()
+    neg_elbo, se = float(per_image.neg_elbo.mean()), _sem(per_image.neg_elbo)
+    result = dict(unit='nats per image', likelihood=likelihood, **({'sigma': sigma} if likelihood == 'gaussian' else {}),
+                  seed=seed, posterior='point mass', n_images=len(per_image), recon=float(per_image.recon.mean()),
+                  kl=float(per_image.kl.mean()), neg_elbo=neg_elbo, neg_elbo_se=se,
+                  iw_k=1, iw_images=len(per_image), iw_nll=neg_elbo, iw_nll_se=se, neg_elbo_on_iw_images=neg_elbo,
+                  iw_gain=0., iw_gain_se=0., iw_nll_by_k={'1': neg_elbo},
+                  iw_note="q(c|x) is one point, the codes c(x): every importance sample is c(x), so the K-sample bound "
+                          "is the ELBO for every K, -log p(x|c(x)) - log p(c(x)) >= -log p(x); iw_nll is that bound (K=1)",
+                  n_latent=None, active_units=None, active_threshold=None, mu_var=None, kl_per_dim=None,
+                  active_note="no posterior means to vary: codes_used and code_perplexity say how much of the code is used",
+                  code_grid=list(codes.shape[1:]), codebook_size=len(counts), codes_used=int((counts > 0).sum()),
+                  code_perplexity=math.exp(-torch.special.xlogy(p, p).sum().item()))
+    return result if train_data is None else _add_gap(result, model, train_data, None, **lik)
