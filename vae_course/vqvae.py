@@ -7,19 +7,22 @@ Docs: https://vae-course.github.io/vae_course/vqvae.html.md"""
 # %% auto #0
 __all__ = ['CODE_PRIORS', 'nearest_code', 'quantize', 'straight_through', 'vq_losses', 'code_usage', 'perplexity', 'Codebook',
            'vq_encoder', 'vq_decoder', 'UniformCodes', 'code_prior', 'VQOutput', 'VQVAE', 'vq_learner', 'GridEncoder',
-           'GridDecoder', 'GridVAE', 'CausalBlock', 'CodeTransformer', 'code_nll', 'prior_learner']
+           'GridDecoder', 'GridVAE', 'CausalBlock', 'CodeTransformer', 'code_nll', 'prior_learner', 'edit_cell',
+           'receptive_fields', 'outlined_png', 'CodeSliders']
 
 # %% ../nbs/15_vqvae.ipynb #54b1009b
-import math
+import copy, io, math, numbers
 from typing import NamedTuple
-import torch, torch.nn.functional as F
+import torch, torch.nn.functional as F, ipywidgets as widgets, matplotlib.pyplot as plt
 from torch import nn, Tensor
+from PIL import Image, ImageDraw
 from fastcore.basics import patch
 from fastai.data.core import DataLoaders
 from fastai.learner import Learner
 from .core import check_count, check_image_shape, check_images, check_non_negative, check_positive
-from .data import TensorBatches
+from .data import TensorBatches, show_image
 from .encoder import LOGVAR_MIN, LOGVAR_MAX
+from .explorer import to_png
 from .losses import ELBOParts, as_likelihood
 from .model import MODELS, VAE
 from .training import CollapseMonitorCallback, vae_learner
@@ -222,6 +225,16 @@ class VQVAE(nn.Module):
         return VQOutput(self.decoder(straight_through(z_e, z_q)), z_e, z_q, codes)
 
 # %% ../nbs/15_vqvae.ipynb #9fd20eaf
+def _check_codes(codes:Tensor, grid:tuple, codebook_size:int, what:str='codes')->Tensor:
+    "Raise a clear error unless `codes` is an int64 (B,h,w) tensor of code indices in 0..K-1; return it."
+    if codes.dtype != torch.int64 or codes.ndim != 3 or tuple(codes.shape[1:]) != tuple(grid):
+        raise ValueError(f"{what} must be an int64 tensor of shape (B,{grid[0]},{grid[1]}), "
+                         f"got {codes.dtype} {tuple(codes.shape)}")
+    lo, hi = torch.aminmax(codes)
+    if lo < 0 or hi >= codebook_size:
+        raise ValueError(f"{what} must lie in 0..{codebook_size - 1}, got {lo.item()} to {hi.item()}")
+    return codes
+
 @patch
 @torch.no_grad()
 def encode(self:VQVAE, x:Tensor)->Tensor: # (B,C,H,W) images in [0,1] -> (B,h,w) int64 codes
@@ -235,14 +248,7 @@ def decode(self:VQVAE,
     check:bool=True, # check them (dtype, shape, range) and move them to the model; False: codes the library made
 )->Tensor:           # (B,P*C,H,W) decoder outputs: the parameters of p(x|c)
     "The decoder's outputs for a grid of codes."
-    if check:
-        if codes.dtype != torch.int64 or tuple(codes.shape[1:]) != self.grid or codes.ndim != 3:
-            raise ValueError(f"codes must be an int64 tensor of shape (B,{self.grid[0]},{self.grid[1]}), "
-                             f"got {codes.dtype} {tuple(codes.shape)}")
-        lo, hi = torch.aminmax(codes)
-        if lo < 0 or hi >= self.codebook.codebook_size:
-            raise ValueError(f"codes must lie in 0..{self.codebook.codebook_size - 1}, got {lo.item()} to {hi.item()}")
-        codes = codes.to(self.codebook.embed.device)
+    if check: codes = _check_codes(codes, self.grid, self.codebook.codebook_size).to(self.codebook.embed.device)
     return self.decoder(F.embedding(codes, self.codebook.embed).permute(0, 3, 1, 2))  # (B,h,w,D) -> (B,D,h,w) -> images
 
 # %% ../nbs/15_vqvae.ipynb #28869934
@@ -408,3 +414,219 @@ def prior_learner(
     dls = DataLoaders(TensorBatches(codes_train, bs=bs, shuffle=True), TensorBatches(codes_valid, bs=2*bs),
                       device=codes_train.device)
     return Learner(dls, prior, loss_func=code_nll)
+
+# %% ../nbs/15_vqvae.ipynb #f01ca53c
+def _check_cell(i, j, grid:tuple)->tuple:
+    "Raise a clear error unless (i, j) is a cell of an h x w grid: whole numbers, 0 <= i < h, 0 <= j < w."
+    h, w = grid
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (i, j)) or not (0 <= i < h and 0 <= j < w):
+        raise ValueError(f"cell ({i!r}, {j!r}) is not in the {h}x{w} grid: rows 0..{h-1}, columns 0..{w-1}")
+    return int(i), int(j)
+
+def edit_cell(
+    codes:Tensor,       # (B,h,w) int64 code grids
+    i:int, j:int,       # the cell: row i, column j
+    code:int,           # its new code, 0..K-1
+    codebook_size:int,  # K
+)->Tensor:              # a copy of `codes` with cell (i,j) of every grid set to `code`
+    "One cell of a grid of codes changed, checked; the input is left as it was."
+    codes = _check_codes(codes, tuple(codes.shape[-2:]), codebook_size)  # any grid size; one (B,h,w) tensor
+    i, j = _check_cell(i, j, tuple(codes.shape[1:]))
+    if isinstance(code, bool) or not isinstance(code, numbers.Integral) or not 0 <= code < codebook_size:
+        raise ValueError(f"code must be a whole number in 0..{codebook_size - 1}, got {code!r}")
+    out = codes.clone()
+    out[:, i, j] = int(code)
+    return out
+
+# %% ../nbs/15_vqvae.ipynb #fd7bb6c4
+@torch.no_grad()
+def receptive_fields(
+    model,  # a `VQVAE`
+)->Tensor:  # (h,w,H,W) bool: [i, j] holds the pixels whose decoder outputs depend on cell (i, j)
+    "The pixels that each cell of the code grid can change, whatever the weights: the decoder's receptive fields."
+    (h, w), D = model.grid, model.codebook.embed.shape[1]
+    decoder = copy.deepcopy(model.decoder).cpu().float()
+    for p in decoder.parameters(): p.copy_(p.abs() + 0.1)  # positive weights and biases, positive input: every ReLU
+    x = torch.ones(h*w, D, h, w)                                   # passes and no two paths cancel, so a pixel's
+    tangent = torch.eye(h*w).view(h*w, 1, h, w).expand(-1, D, -1, -1)  # derivative is > 0 exactly where a path
+    _, dy = torch.func.jvp(decoder, (x,), (tangent.contiguous(),))  # reaches it; grid m moves cell m only: (M,P*C,H,W)
+    return (dy > 0).any(1).view(h, w, *dy.shape[2:])
+
+# %% ../nbs/15_vqvae.ipynb #b63895bb
+@patch
+@torch.no_grad()
+def complete(self:CodeTransformer,
+    codes:Tensor,         # (n,h,w) int64 grids; their cells before `start` in raster order are kept
+    start:int,            # the first cell redrawn, in raster order: row*w + column, 0 .. h*w-1
+    generator=None,       # draws the codes, on its own device; None: torch's global generator
+    temperature:float=1., # the logits are divided by it: below 1, likelier grids
+)->Tensor:                # (n,h,w) on the prior's device: cells < start as given, the others drawn
+    "Redraw the cells from `start` on, one at a time in raster order, each from p(c_k | c_<k): the kept cells condition them."
+    codes, t = _check_codes(codes, self.grid, self.codebook_size), check_positive(temperature, 'temperature')
+    M, device = math.prod(self.grid), self.pos.device
+    if isinstance(start, bool) or not isinstance(start, numbers.Integral) or not 0 <= start < M:
+        raise ValueError(f"start must be a cell index in raster order, 0..{M - 1}, got {start!r}")
+    n, codes = len(codes), codes.flatten(1)[:, :start].to(device)                # (n,start) the kept cells
+    for _ in range(start, M):
+        logits = self(torch.cat([codes, codes.new_zeros(n, 1)], 1))[:, -1]  # (n,K): position k reads c_<k only
+        probs = (logits/t).softmax(-1).to(generator.device if generator is not None else device)
+        codes = torch.cat([codes, torch.multinomial(probs, 1, generator=generator).to(device)], 1)
+    return codes.view(n, *self.grid)
+
+@patch
+def complete(self:UniformCodes, # noqa: F811 (the second `complete` of this module, patched onto another class)
+    codes:Tensor, start:int, generator=None)->Tensor: # as `CodeTransformer.complete`
+    "Redraw the cells from `start` on (raster order): each uniform on the K codes, whatever the kept cells."
+    codes, M = _check_codes(codes, self.grid, self.codebook_size), math.prod(self.grid)
+    if isinstance(start, bool) or not isinstance(start, numbers.Integral) or not 0 <= start < M:
+        raise ValueError(f"start must be a cell index in raster order, 0..{M - 1}, got {start!r}")
+    new = self.sample(len(codes), generator).flatten(1)                            # (n,M)
+    return torch.cat([codes.flatten(1)[:, :start].to(new.device), new[:, start:]], 1).view(codes.shape)
+
+# %% ../nbs/15_vqvae.ipynb #02b31a07
+def outlined_png(
+    image:Tensor,  # (C,H,W) in [0,1]
+    box:tuple,     # (top, left, height, width) in the image's pixels
+    scale:int=8,   # enlargement, as `to_png`
+    color:tuple=(230, 40, 40), # the outline's RGB
+)->bytes:          # an RGB PNG
+    "`to_png` of an image with a rectangle drawn around `box`, on the enlarged image (the pixels inside stay as they are)."
+    picture = Image.open(io.BytesIO(to_png(image, scale))).convert('RGB')
+    top, left, height, width = box
+    ImageDraw.Draw(picture).rectangle([left*scale - 1, top*scale - 1, (left + width)*scale, (top + height)*scale],
+                                      outline=color, width=1)  # one screen pixel just outside the box's image pixels
+    buffer = io.BytesIO(); picture.save(buffer, 'PNG')
+    return buffer.getvalue()
+
+# %% ../nbs/15_vqvae.ipynb #705e8b17
+class CodeSliders:
+    "An ipywidgets panel over a VQ-VAE's code grid: pick a cell and its code (most used first); the decoded image follows."
+    def __init__(self,
+        model,                   # a trained `VQVAE`; its prior's `complete` redraws cells
+        images:Tensor|None=None, # (N,C,H,W) in [0,1]: start from one's code grid; None: from a grid drawn from the prior
+        usage:Tensor|None=None,  # (K,) how often the training data uses each code, for the code slider (default: the images')
+        index:int=0,             # the image to start from
+        cell:tuple=(0, 0),       # the cell selected first: (row, column)
+        scale:int=8,             # enlargement of the shown image
+        generator=None,          # draws the starting grid when there are no images
+    ):
+        self.model, self.images, self.scale, self._quiet = model.eval(), images, check_count(scale, 'scale'), False
+        K, (h, w) = model.codebook.codebook_size, model.grid
+        if images is not None:
+            check_images(images, 'images', shape=model.image_shape)
+            if isinstance(index, bool) or not isinstance(index, numbers.Integral) or not 0 <= index < len(images):
+                raise ValueError(f"index must be one of the {len(images)} images, 0..{len(images) - 1}, got {index!r}")
+        self.usage = self._usage(usage, images)
+        self._counted = 'training cells' if usage is not None else 'cells of these images'  # for the info line
+        self.order = self.usage.argsort(descending=True, stable=True)             # (K,) the codes, most used first
+        self.rank = torch.empty_like(self.order); self.rank[self.order] = torch.arange(K)  # code -> its slider value
+        if not isinstance(cell, (tuple, list)) or len(cell) != 2: raise ValueError(f"cell must be (row, column), got {cell!r}")
+        self.cell = _check_cell(*cell, model.grid)
+        start = model.encode(images[index:index+1]) if images is not None else model.prior.sample(1, generator)
+        self.start = start.cpu(); self.codes = self.start.clone()                 # (1,h,w) the first grid, the shown one
+        layout = widgets.Layout(width='320px')
+        self.row, self.col = (widgets.IntSlider(v, min=0, max=n - 1, description=d, layout=layout)
+                              for v, n, d in ((self.cell[0], h, 'row'), (self.cell[1], w, 'column')))
+        self.code_slider = widgets.IntSlider(0, min=0, max=K - 1, description='code rank', layout=layout)
+        on_cell = lambda _: self._quiet or self.select(self.row.value, self.col.value)
+        for s in (self.row, self.col): s.observe(on_cell, names='value')
+        self.code_slider.observe(lambda c: self._quiet or self.set_code(int(self.order[c['new']])), names='value')
+        self.resample_button = widgets.Button(description='redraw from this cell on', layout=layout,
+                                              tooltip="this cell and every later one (raster order) from the prior")
+        self.reset_button = widgets.Button(description='back to the image' if images is not None else 'back to the first draw',
+                                           layout=layout)
+        self.resample_button.on_click(lambda _: self.resample()); self.reset_button.on_click(lambda _: self.reset())
+        C, H, W = model.image_shape
+        self.image, self.info = widgets.Image(format='png', width=W*self.scale, height=H*self.scale), widgets.HTML()
+        self.widget = widgets.HBox([widgets.VBox([self.image, self.info]), widgets.VBox(
+            [self.row, self.col, self.code_slider, self.resample_button, self.reset_button])])
+        self._show()
+
+# %% ../nbs/15_vqvae.ipynb #72a6ac97
+@patch
+def _usage(self:CodeSliders, usage, images)->Tensor: # (K,) int64 or float counts on the CPU
+    K = self.model.codebook.codebook_size
+    if usage is None:
+        if images is None: return torch.zeros(K)  # no data: the slider runs through the codes in their own order
+        return code_usage(torch.cat([self.model.encode(x) for x in images.split(1000)]), K).cpu()
+    usage = torch.as_tensor(usage).detach().cpu()
+    if usage.shape != (K,) or not usage.isfinite().all() or (usage < 0).any():
+        raise ValueError(f"usage must be ({K},): a non-negative count for each of the K codes, got shape {tuple(usage.shape)}")
+    return usage
+
+@patch
+@torch.no_grad()
+def decoded(self:CodeSliders)->Tensor:
+    "The image (C,H,W) that the decoder makes of the current grid: the likelihood's mean."
+    return self.model.likelihood.mean(self.model.decode(self.codes.to(self.model.codebook.embed.device)))[0].cpu()
+
+@patch
+def box(self:CodeSliders)->tuple:
+    "The selected cell's own pixels, (top, left, height, width): the block of the image that lies under it."
+    (_, H, W), (h, w), (i, j) = self.model.image_shape, self.model.grid, self.cell
+    return (i*H//h, j*W//w, H//h, W//w)
+
+@patch
+def _show(self:CodeSliders):
+    "Move the widgets to the state (without their observers), then draw the image and the cell's line."
+    self._quiet = True
+    self.row.value, self.col.value = self.cell
+    code = int(self.codes[0][self.cell]); self.code_slider.value = int(self.rank[code])
+    self._quiet = False
+    self.shown = self.decoded()  # (C,H,W) what the panel shows
+    self.image.value = outlined_png(self.shown, self.box(), self.scale)
+    share = self.usage[code]/self.usage.sum() if self.usage.sum() > 0 else float('nan')
+    self.info.value = (f"cell ({self.cell[0]}, {self.cell[1]}): code {code}, rank {int(self.rank[code])} of {len(self.order)}, "
+                       f"{100*share:.2f}% of the {self._counted}; {self.n_changed()} of {self.codes.numel()} cells edited")
+
+@patch
+def n_changed(self:CodeSliders)->int:
+    "How many cells of the shown grid differ from the starting grid."
+    return int((self.codes != self.start).sum())
+
+# %% ../nbs/15_vqvae.ipynb #7ce7eef4
+@patch
+def select(self:CodeSliders, i:int, j:int):
+    "Select cell (i, j): the code slider moves to its code."
+    self.cell = _check_cell(i, j, self.model.grid)
+    self._show()
+
+@patch
+def set_code(self:CodeSliders, code:int):
+    "Give the selected cell the code `code` (0..K-1)."
+    self.codes = edit_cell(self.codes, *self.cell, code, self.model.codebook.codebook_size)
+    self._show()
+
+@patch
+def resample(self:CodeSliders, generator=None):
+    "Redraw the selected cell and every later cell in raster order from the prior, given the earlier cells."
+    (i, j), w = self.cell, self.model.grid[1]
+    self.codes = self.model.prior.complete(self.codes.to(self.model.codebook.embed.device), i*w + j, generator).cpu()
+    self._show()
+
+@patch
+def reset(self:CodeSliders):
+    "Back to the starting grid: the image's codes (or the first draw from the prior)."
+    self.codes = self.start.clone()
+    self._show()
+
+@patch
+def _ipython_display_(self:CodeSliders): display(self.widget)  # noqa: F821  (IPython gives `display`)
+
+# %% ../nbs/15_vqvae.ipynb #aa222872
+@patch
+@torch.no_grad()
+def snapshot(self:CodeSliders, title:str=''):
+    "A static picture of the panel, for pages where widgets cannot run: the start, the shown image, their difference."
+    start = self.model.likelihood.mean(self.model.decode(self.start.to(self.model.codebook.embed.device)))[0].cpu()
+    top, left, height, width = self.box()
+    diff, n = (self.shown - start).abs().mean(0), self.n_changed()  # (H,W) mean over channels
+    fig, axs = plt.subplots(1, 3, figsize=(7, 2.6))
+    show_image(start, axs[0], 'start', fontsize=9)
+    show_image(self.shown, axs[1], f"shown: {n} cell{'s'*(n != 1)} edited", fontsize=9)
+    axs[2].imshow(diff, cmap='magma', vmin=0, vmax=max(diff.max().item(), 1e-6)); axs[2].set(xticks=[], yticks=[])
+    axs[2].set_title(f'|shown - start|, up to {diff.max():.2f}', fontsize=9)  # its own scale: small changes show
+    for ax in axs: ax.add_patch(plt.Rectangle((left - 0.5, top - 0.5), width, height, fill=False, ec='red', lw=1.5))
+    if title: fig.suptitle(title, fontsize=10)
+    plt.tight_layout()
+    return fig
