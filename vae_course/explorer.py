@@ -418,7 +418,9 @@ def manifold_axis(
 )->Tensor:         # (n,) latent coordinates, increasing
     "The coordinates of a manifold grid along one latent dimension: evenly spaced in probability under N(0,1)."
     if not 0 < p < 0.5: raise ValueError(f"p must lie in (0, 0.5), got {p}")
-    return torch.distributions.Normal(0., 1.).icdf(torch.linspace(p, 1-p, n))
+    # in float64: in float32, 1-p rounds to 1 (and its quantile to inf) once p < 6e-8, a reach of 5.3
+    q = torch.linspace(p, 1-p, n, dtype=torch.float64)
+    return torch.distributions.Normal(torch.zeros((), dtype=torch.float64), 1.).icdf(q).float()
 
 @torch.no_grad()
 def manifold(
