@@ -1,5 +1,6 @@
-"""The config layer (`vae_course.config`, notebook 92): every setting documented, the derived command line against
-today's `vae-course` parser, the rules between settings, and no default stated twice (tools/check_settings.py)."""
+"""The config layer (`vae_course.config`, notebook 92): every setting documented, `vae-course`'s parser derived from it
+(and the command lines of the parser it replaced still read as they were), the rules between settings, and no default
+stated twice (tools/check_settings.py)."""
 import argparse, json, subprocess, sys
 from dataclasses import fields
 from pathlib import Path
@@ -16,13 +17,9 @@ from check_settings import module_defaults, report, restated_defaults, setting_n
 GROUPS = (DataConfig, ModelConfig, TrainConfig, EvalConfig)
 COMMAND_ONLY = {'help', 'out', 'resume', 'debug', 'run_dir', 'seeds'}  # the commands' own arguments, not settings
 FIELDS = {f.name: f for cls in (RunConfig, EvalConfig) for f in fields(cls)}
-NEW = {  # options the config may add to today's (aliases keep the old names)
-    'train': {'--channels', '--holdout', '--eval-seed', '--arch', '--n-latent', '--n-hidden', '--conditional',
-              '--prior', '--n-components', '--stochastic-layers', '--codebook-size', '--tensorboard'},
-    'evaluate': {'--ks', '--chunk', '--threshold', '--eval-seed'}}
 
-def today(command:str)->argparse.ArgumentParser:
-    "The sub-command's parser of today's `vae-course`, written by hand in lesson 12."
+def cli_parser(command:str)->argparse.ArgumentParser:
+    "The sub-command's parser of `vae-course` (lesson 18's `build_parser`)."
     from vae_course.cli import build_parser
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     return sub.choices[command]
@@ -51,54 +48,49 @@ def test_no_setting_is_named_twice():
     assert len(names) == len(set(names)) == len(fields(RunConfig))
     assert [f.name for f in fields(RunConfig)] == names  # data, model, training: the order of --help
 
+def _spelled(a)->tuple:
+    "What a user sees of an option: its strings, default, choices, arity, type, help, and whether it takes a value."
+    return (a.option_strings, a.default, a.choices, a.nargs, getattr(a.type, '__name__', a.type), a.help, a.const,
+            type(a).__name__)
+
 @pytest.mark.parametrize('command', ['train', 'evaluate'])
-def test_the_derived_parser_has_todays_options(command):
-    "Every option of today's parser is there (old names as aliases), with the same default, its choices and its arity."
-    new = by_option(derived(command)[0])
-    for a in today(command)._actions:
-        if a.dest in COMMAND_ONLY: continue
-        opt = a.option_strings[0]
-        assert opt in new, f"{command}: {opt} is missing from the derived parser"
-        b, f = new[opt], FIELDS[new[opt].dest]
-        where = f"{command} {opt}"
-        assert config._unspell(a.default, f) == f.default, f"{where}: default {a.default!r} today, {f.default!r} now"
-        if a.choices: assert set(a.choices) <= set(b.choices), f"{where}: choices {a.choices} today, {b.choices} now"
-        assert (a.nargs is None) == (b.nargs is None), f"{where}: nargs {a.nargs} today, {b.nargs} now"
-    old = {s for a in today(command)._actions for s in a.option_strings}
-    added = {b.option_strings[0] for b in new.values()} - old - {'-h'}
-    assert added <= NEW[command], f"{command}: options that are neither today's nor declared new: {added - NEW[command]}"
+def test_the_cli_parser_is_the_derived_one(command):
+    "Each setting's option of `vae-course` is `add_arguments`'s, spelled the same; the others are the commands' own."
+    cli, ours = by_option(cli_parser(command)), by_option(derived(command)[0])
+    for opt, b in ours.items():
+        if b.dest == 'help': continue
+        assert opt in cli, f"{command}: {opt} is missing from vae-course's parser"
+        assert _spelled(cli[opt]) == _spelled(b), f"{command} {opt}: {_spelled(cli[opt])} vs {_spelled(b)}"
+    assert {a.dest for a in cli.values()} - {b.dest for b in ours.values()} <= COMMAND_ONLY
 
-TRAIN_ARGV = [[], ('--model conv --latent 8 --hidden 512 --binarize dynamic --iw-k 5 --epochs 3 --valid test --bs 64 '
-                   '--lr 3e-4 --schedule one-cycle --seed 7 --subset 600 --precision fp32 --likelihood gaussian '
-                   '--sigma 0.2').split(),
-              ('--hidden 200 200 --beta 0.5 --kl-warmup 100 --free-bits 0.1 --dataset fashion_mnist --root data '
-               '--binarize none').split(),
-              '--images photos --size 64 --likelihood gaussian'.split()]
+# command lines of the parser that `vae-course` had before the config (lesson 12's), and what they meant
+TRAIN_ARGV = [([], RunConfig()),
+              (('--model conv --latent 8 --hidden 512 --binarize dynamic --iw-k 5 --epochs 3 --valid test --bs 64 '
+                '--lr 3e-4 --schedule one-cycle --seed 7 --subset 600 --precision fp32 --likelihood gaussian '
+                '--sigma 0.2').split(),
+               RunConfig(arch='conv', n_latent=8, n_hidden=512, binarize='dynamic', iw_k=5, epochs=3, valid='test', bs=64,
+                         lr=3e-4, schedule='one-cycle', seed=7, subset=600, precision='fp32', likelihood='gaussian',
+                         sigma=0.2)),
+              (('--hidden 200 200 --beta 0.5 --kl-warmup 100 --free-bits 0.1 --dataset fashion_mnist --root data '
+                '--binarize none').split(),
+               RunConfig(n_hidden=(200, 200), beta=0.5, kl_warmup=100, free_bits=0.1, dataset='fashion_mnist',
+                         root=Path('data'))),
+              ('--images photos --size 64 --likelihood gaussian'.split(),
+               RunConfig(images=Path('photos'), size=64, likelihood='gaussian'))]
 
-def _from_today(argv:list, command:str, cls):
-    "The config that today's parser means by `argv`: each of its values given to the field its option became."
-    head = ['--out', 'run'] if command == 'train' else ['run']
-    ns, new = today(command).parse_args(head + argv), by_option(derived(command)[0])
-    values = {new[a.option_strings[0]].dest: getattr(ns, a.dest) for a in today(command)._actions
-              if a.dest not in COMMAND_ONLY}
-    mine = {f.name for f in fields(cls)}
-    return cls(**{n: config._unspell(v, FIELDS[n]) for n, v in values.items() if n in mine}).check()
-
-@pytest.mark.parametrize('argv', TRAIN_ARGV)
-def test_the_derived_parser_reads_todays_command_lines(argv):
-    p, cls = derived('train')
-    cfg = from_args(cls, p.parse_args(argv))
-    assert cfg == _from_today(argv, 'train', cls)
-    assert from_args(cls, p.parse_args(to_argv(cfg))) == cfg   # and writes them back
+@pytest.mark.parametrize('argv,meant', TRAIN_ARGV)
+def test_old_command_lines_still_parse(argv, meant):
+    cfg = from_args(RunConfig, cli_parser('train').parse_args(['--out', 'run', *argv]))
+    assert cfg == meant.check()
+    assert from_args(RunConfig, derived('train')[0].parse_args(to_argv(cfg))) == cfg   # and writes them back
     assert RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg  # through run.json
 
-def test_the_derived_evaluate_parser_reads_todays_command_lines():
+def test_old_evaluate_command_lines_still_parse():
     argv = '--k 5000 --iw-images all --checkpoint last --samples 100 --extractor inception --seed 3 --root data'.split()
-    p, cls = derived('evaluate')
-    ns = p.parse_args(argv)
-    expected = EvalConfig(k=5000, iw_images=None, checkpoint='last', samples=100, extractor='inception')
-    assert from_args(cls, ns) == _from_today(argv, 'evaluate', cls) == expected
-    assert (ns.eval_seed, ns.root) == (3, Path('data'))
+    ns = cli_parser('evaluate').parse_args(['run', *argv])
+    assert from_args(EvalConfig, ns) == EvalConfig(k=5000, iw_images=None, checkpoint='last', samples=100,
+                                                   extractor='inception')
+    assert from_args(DataConfig, ns) == DataConfig(eval_seed=3, root=Path('data')).check()
 
 RULES = [  # (command, argv, the message with its settings named as options): today's UsageErrors and ranges, once
     ('train', '--images p --dataset mnist', '--images and --dataset mnist are two sources of data: give one'),
@@ -124,18 +116,32 @@ RULES = [  # (command, argv, the message with its settings named as options): to
     ('train', '--holdout 1.5', '--holdout must be a fraction between 0 and 1, got 1.5'),
     ('train', '--n-components 5', '--n-components counts the components of a mixture prior: it needs --prior mog'),
     ('train', '--codebook-size 512', "--codebook-size is the VQ-VAE's: it needs --arch vqvae, not mlp"),
+    ('train', '--model conv --prior mog', "--prior mog and --stochastic-layers 1 are MLP models' (lessons 16, 17)"),
+    ('train', '--stochastic-layers 2 --prior vamp', '--stochastic-layers 2 has the prior N(0,I) on its top layer'),
+    ('train', '--arch vqvae --latent 8', "the VQ-VAE's latent is a grid of codes"),
+    ('train', '--arch vqvae --conditional', "--conditional is lesson 13's CVAE"),
+    ('train', '--conditional --prior mog', "--conditional is lesson 13's CVAE"),
+    ('train', '--tcvae --arch conv', "--tcvae is lesson 14's MLP beta-TCVAE: it needs --arch mlp, not conv"),
+    ('train', '--tcvae --prior vamp', '--tcvae has the prior N(0,I) and one stochastic layer'),
+    ('train', '--arch vqvae --iw-k 4', '--iw-k 4: the VQ-VAE trains on its own objective, not the IWAE bound'),
+    ('train', '--tcvae --iw-k 4', '--iw-k 4: the beta-TCVAE trains on its own objective'),
+    ('train', '--arch vqvae --beta 2 --free-bits 1', "the VQ-VAE's loss has no KL term to weigh: leave out --beta, --free-bits"),
     ('evaluate', '--k 10000000', '--k 10,000,000 is more than 100,000 importance samples per image: '
                                  'the standard protocol uses 5,000'),
     ('evaluate', '--iw-images 0', '--iw-images must be a positive whole number, got 0'),
 ]
 
 @pytest.mark.parametrize('command,argv,message', RULES)
-def test_each_rule_is_one_line_that_names_the_option(command, argv, message, capsys):
+def test_each_rule_is_one_line_that_names_the_option(command, argv, message, capsys, tmp_path):
     p, cls = derived(command)
     with pytest.raises(ConfigError) as e: from_args(cls, p.parse_args(argv.split()))
     assert message in e.value.options() and '\n' not in str(e.value)
     with pytest.raises(SystemExit) as stop: from_args(cls, p.parse_args(argv.split()), p)  # usage, exit code 2
     assert stop.value.code == 2 and message in capsys.readouterr().err
+    from vae_course.cli import main  # and so does `vae-course`, before any work
+    head = ['train', '--out', str(tmp_path/'never')] if command == 'train' else ['evaluate', str(tmp_path)]
+    with pytest.raises(SystemExit) as stop: main([*head, *argv.split()])
+    assert stop.value.code == 2 and message in capsys.readouterr().err and not (tmp_path/'never').exists()
 
 @pytest.mark.parametrize('argv,message', [
     (['--latent', 'two'], "argument --n-latent/--latent: expected a whole number, got 'two'"),
@@ -155,8 +161,13 @@ def test_the_config_states_what_the_lessons_use():
     assert config.BINARIZE == tuple(data.BINARIZE)
     assert set(losses.LIKELIHOODS) <= set(config.LIKELIHOOD_NAMES)
     assert config.EXTRACTORS == tuple(fid.EXTRACTORS)
-    assert (config.MAX_K, DataConfig.holdout) == (cli.MAX_K, cli.HOLDOUT)
-    assert {a: model_class(a) for a in cli.MODEL_CLASSES} == cli.MODEL_CLASSES
+    assert not any(hasattr(cli, n) for n in ('MAX_K', 'HOLDOUT', 'MODEL_CLASSES', 'MODEL_ARGS'))  # the config's alone
+    from vae_course.conditional import CVAE
+    from vae_course.disentangle import TCVAE
+    from vae_course.vqvae import VQVAE
+    built = [type(cli._model(RunConfig(**kw).check(), {'image_shape': (1, 28, 28)})) for kw in
+             ({}, {'arch': 'conv'}, {'arch': 'vqvae'}, {'conditional': True}, {'tcvae': True})]
+    assert built == [model_class('mlp'), model_class('conv'), VQVAE, CVAE, TCVAE]
 
 def test_config_imports_no_lesson():
     "An appendix module: importing it imports no lesson module (the model classes are imported by name, when asked)."

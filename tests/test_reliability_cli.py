@@ -37,7 +37,9 @@ def epochs_in(csv):
 
 
 def in_process(*argv, capsys=None):
-    code = main([str(a) for a in argv])
+    "Run `vae-course ARGV` in this process: the exit code (argparse's refusals, a config's rules among them, are 2 too)."
+    try: code = main([str(a) for a in argv])
+    except SystemExit as e: code = e.code
     return (code, *capsys.readouterr()) if capsys else code
 
 

@@ -73,9 +73,9 @@ def option_name(name:str)->str:
 
 class ConfigError(ValueError):
     "A setting, or a combination of settings, that cannot be used; settings are named between backticks."
-    def options(self)->str:
-        "The message with each setting named as its command-line option."
-        return re.sub(r'`(\w+)`', lambda m: option_name(m[1]), str(self))
+    def options(self, names:dict|None=None)->str:
+        "The message with each setting named as its command-line option (or as `names` names it, e.g. by a parser)."
+        return re.sub(r'`(\w+)`', lambda m: (names or {}).get(m[1]) or option_name(m[1]), str(self))
 
 # %% ../nbs/92_config.ipynb #0ea460fb
 def _types(anno)->tuple: return anno.__args__ if isinstance(anno, types.UnionType) else (anno,)
@@ -242,6 +242,8 @@ class ModelConfig(Config):
     stochastic_layers:int = setting(1, choices=(1, 2))  # layers of latent variables: 2 is lesson 17's hierarchical VAE
     # codes in the VQ-VAE's codebook; None: the model's default
     codebook_size:int|None = setting(None, check_count, model_default=True)
+    # beta-TCVAE (lesson 14): `beta` weighs the total correlation of the codes only, not the whole KL
+    tcvae:bool = setting(False)
 
     def _rules(self):
         if isinstance(self.n_hidden, tuple) and self.arch != 'mlp':
@@ -251,6 +253,27 @@ class ModelConfig(Config):
                               f"not {self.prior}")
         if self.codebook_size is not None and self.arch != 'vqvae':
             raise ConfigError(f"`codebook_size` is the VQ-VAE's: it needs `arch` vqvae, not {self.arch}")
+        _part3_rules(self)  # below
+
+# %% ../nbs/92_config.ipynb #b7c1e2a4
+def _part3_rules(cfg:ModelConfig):
+    "The models of Part III take one variation each: which settings each of them has no use for."
+    if cfg.arch != 'mlp' and (cfg.prior != 'normal' or cfg.stochastic_layers == 2):
+        raise ConfigError(f"`prior` {cfg.prior} and `stochastic_layers` {cfg.stochastic_layers} are MLP models' "
+                          "(lessons 16, 17): use `arch` mlp")
+    if cfg.stochastic_layers == 2 and cfg.prior != 'normal':
+        raise ConfigError("`stochastic_layers` 2 has the prior N(0,I) on its top layer: leave out `prior`")
+    if cfg.arch == 'vqvae' and cfg.n_latent != ModelConfig.n_latent:
+        raise ConfigError("the VQ-VAE's latent is a grid of codes, one of `codebook_size` each: leave out `n_latent`")
+    if cfg.conditional and (cfg.arch == 'vqvae' or cfg.prior != 'normal' or cfg.stochastic_layers == 2 or cfg.tcvae):
+        raise ConfigError("`conditional` is lesson 13's CVAE (`arch` mlp or conv, the prior N(0,I), one stochastic "
+                          "layer): leave out `arch` vqvae, `prior`, `stochastic_layers` and `tcvae`")
+    if cfg.tcvae and cfg.arch != 'mlp':
+        raise ConfigError(f"`tcvae` is lesson 14's MLP beta-TCVAE: it needs `arch` mlp, not {cfg.arch}")
+    if cfg.tcvae and (cfg.prior != 'normal' or cfg.stochastic_layers == 2):
+        raise ConfigError("`tcvae` has the prior N(0,I) and one stochastic layer: leave out `prior` and "
+                          "`stochastic_layers`")
+
 
 # %% ../nbs/92_config.ipynb #3197fd75
 SCHEDULES = ('constant', 'one-cycle')
@@ -313,6 +336,14 @@ class RunConfig(TrainConfig, ModelConfig, DataConfig):  # fields in the order da
     def resume_fields(cls)->tuple:
         "The settings a resumed run must repeat."
         return tuple(f.name for f in fields(cls) if f.metadata['resume'])
+
+    def _rules(self):  # the models whose objective is their own: no IWAE bound, and the VQ-VAE has no KL to weigh
+        own = 'VQ-VAE' if self.arch == 'vqvae' else 'beta-TCVAE' if self.tcvae else 'CVAE' if self.conditional else None
+        if own and self.iw_k > 1: raise ConfigError(f"`iw_k` {self.iw_k}: the {own} trains on its own objective, "
+                                                    "not the IWAE bound: leave out `iw_k`")
+        kl = [n for n in ('beta', 'free_bits', 'kl_warmup') if getattr(self, n) != getattr(TrainConfig, n)]
+        if self.arch == 'vqvae' and kl:
+            raise ConfigError(f"the VQ-VAE's loss has no KL term to weigh: leave out {', '.join(f'`{n}`' for n in kl)}")
 
 # %% ../nbs/92_config.ipynb #153b3baa
 def _own_docs(klass)->dict:
@@ -389,6 +420,7 @@ def add_arguments(
     cls,                  # a config class, e.g. `RunConfig`
     names=None,           # only these settings (default: every setting that is a command-line option)
     aliases:dict|None=None, # more option strings by setting, e.g. {'eval_seed': ('--seed',)}
+    into:dict|None=None,  # a group to add a setting's option to instead of its class's, e.g. a mutually exclusive one
 )->argparse.ArgumentParser:
     "Add an option per setting of `cls` to `parser`, a group per class: type, choices, help, default from the fields."
     docs, aliases = field_docs(cls), aliases or {}
@@ -398,7 +430,7 @@ def add_arguments(
         owner = next(k for k in reversed(cls.__mro__) if f.name in vars(k).get('__annotations__', {}))
         if owner not in groups: groups[owner] = parser.add_argument_group(owner.__name__, owner.__doc__)
         names_of = (option_name(f.name), *f.metadata['aliases'], *aliases.get(f.name, ()))
-        groups[owner].add_argument(*names_of, **_option_kwargs(f, docs[f.name]))
+        (into or {}).get(f.name, groups[owner]).add_argument(*names_of, **_option_kwargs(f, docs[f.name]))
     return parser
 
 # %% ../nbs/92_config.ipynb #4fbf8c88
@@ -409,14 +441,21 @@ def _unspell(v, f):
 def from_args(
     cls,               # a config class
     namespace,         # parsed arguments, from a parser that `add_arguments` made (other arguments are ignored)
-    parser:argparse.ArgumentParser|None=None, # given: a `ConfigError` ends as `parser.error` (usage, exit code 2)
+    parser:argparse.ArgumentParser|None=None, # given: a `ConfigError` ends the program as one line
+                                              # `PROG: error: ...`, exit code 2 (argparse's, without the usage)
 ):                     # the checked config
     "The checked config of the settings of `cls` in `namespace`; settings it lacks keep their defaults."
     values = {f.name: _unspell(getattr(namespace, f.name), f) for f in fields(cls) if hasattr(namespace, f.name)}
     try: return cls(**values).check()
     except ConfigError as e:
         if parser is None: raise
-        parser.error(e.options())
+        parser.exit(2, f"{parser.prog}: error: {e.options(_parser_names(parser, cls))}\n")  # the message names the option
+
+def _parser_names(parser:argparse.ArgumentParser, cls)->dict:
+    "Each setting as `parser` names it: its option strings but the field's own aliases, e.g. '--eval-seed/--seed'."
+    own = {f.name: f.metadata['aliases'] for f in fields(cls)}
+    return {a.dest: '/'.join(s for s in a.option_strings if s not in own.get(a.dest, ())) for a in parser._actions
+            if a.option_strings}
 
 def to_argv(cfg, names=None)->list:
     "The options that give `cfg` back from a parser of `add_arguments`: each setting (of `names`) not at its default."
