@@ -8,7 +8,7 @@ Each notebook runs in place (`jupyter nbconvert --execute --inplace`, no time li
 benchmarks/lesson_times.json. A lesson that fails keeps its old outputs and its old time. Then re-run the table cell of
 nbs/index.ipynb and `python tools/make_readme.py`.
 """
-import json, os, subprocess, sys, time
+import json, os, re, subprocess, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +33,7 @@ if __name__ == '__main__':
     for nb in notebooks:
         minutes = run_lesson(nb)
         print(f"{nb.stem}: {minutes:.1f} minutes")
-        if not nb.stem[:2].isdigit() or nb.stem[0] == '9': continue  # the index's table lists lessons, not the appendix
+        if not re.match(r'[0-8]\d_', nb.name): continue  # the index's table lists lessons, not the appendix (90-99)
         times = json.loads(TIMES.read_text())
         times['lessons'][nb.stem] = dict(cpu_minutes=round(minutes, 1), measured=time.strftime('%Y-%m-%d'))
         TIMES.write_text(json.dumps(times, indent=2) + '\n')
