@@ -41,6 +41,13 @@ def test_links_between_notebooks_resolve():
         for target in re.findall(r'nbs/([\w.-]+\.ipynb)', _markdown(nb)):
             assert (NBS/target).exists(), f"{nb} links to missing nbs/{target}"
 
+def test_export_cells_are_small():
+    "Every exported cell of a notebook is at most 40 lines, its directive included (issue 19: a cell the reader can take in)."
+    long = [f"{nb} cell {i}: {len(src.splitlines())} lines" for nb in LESSONS
+            for i, c in enumerate(json.loads((NBS/nb).read_text())['cells'])
+            if c['cell_type'] == 'code' and (src := ''.join(c['source'])).startswith('#| export') and len(src.splitlines()) > 40]
+    assert not long, "export cells over 40 lines: " + '; '.join(long)
+
 def test_readme_is_generated_from_index():
     assert (ROOT/'README.md').read_text() == readme_text(), "README.md is out of date: run python tools/make_readme.py"
 

@@ -132,6 +132,7 @@ def _one_line(e:BaseException)->str:
     if isinstance(e, json.JSONDecodeError): return f"a file that should hold JSON does not ({e})"
     return ' '.join(str(e).split()) or type(e).__name__
 
+# %% ../nbs/18_cli.ipynb #764afa67
 def _plain_warnings(command:str):
     "A `warnings.showwarning` that prints each distinct warning once, as one line: `vae-course CMD: warning: ...`."
     seen = set()
@@ -254,6 +255,7 @@ def train(args)->int:
             return _train(args, out, saved, world)
     finally: torch.distributed.destroy_process_group()
 
+# %% ../nbs/18_cli.ipynb #fe9163c0
 @contextmanager
 def _checked_by_main(args, out:Path, rank:int):
     ("Several processes: the main one holds the run folder's lock and checks the folder; "
@@ -342,6 +344,7 @@ def _objective(cfg:RunConfig)->str:
     if cfg.tcvae: return f"beta-TCVAE objective, beta {cfg.beta:g} on the total correlation"
     return f"IWAE bound, K={cfg.iw_k}" if cfg.iw_k > 1 else 'ELBO' + (', conditioned on the class' if cfg.conditional else '')
 
+# %% ../nbs/18_cli.ipynb #90cdf36f
 def _train(args, out:Path, saved:dict|None, processes:int=1)->int:
     ("Train in the locked folder `out`; `saved` is the run's record when resuming; "
      "`processes` train together, the main one writes.")
@@ -446,6 +449,7 @@ def evaluate(args)->int:
         _check_writable(run_dir)  # before minutes of work, not after
         return evaluate_seeds(args, run_dir) if experiment else _evaluate(args, run_dir)
 
+# %% ../nbs/18_cli.ipynb #74481c47
 def _evaluate(args, run_dir:Path)->int:
     "Evaluate the run in the locked folder `run_dir`: `args.cfg` says how, `args.data` its evaluation seed and root."
     run, e, seed = read_json(run_dir/'run.json', 'the run record', keys=RUN_KEYS), args.cfg, args.data.eval_seed
@@ -562,6 +566,7 @@ def _bits_per_dim(result:dict, likelihood:str, shape:tuple):
     warning = worse_than_uniform(result['bits_per_dim']['iw_nll'], 'the IW NLL') if likelihood != 'bernoulli' else None
     if warning: result['bits_per_dim']['warning'] = warning  # lesson 12's check: above 8 bits, something is wrong
 
+# %% ../nbs/18_cli.ipynb #137c4b32
 def _generation_of_images(result:dict, model, held_out:Tensor, e:EvalConfig, seed:int, shape:tuple):
     "Add FID, KID, precision and recall of a folder's run to `result` (Inception), or the note that says why not."
     n = min(e.samples, len(held_out)//2)
@@ -685,6 +690,7 @@ def compare_runs(
                         f"for {over[False]}, which leaves out the randomness of training")
     return dict(settings=settings, metrics=metrics, verdicts=verdicts)
 
+# %% ../nbs/18_cli.ipynb #d5dc53cd
 def _compared_settings(run:Path)->dict:
     "The settings of a run, or of an experiment (its seeds in place of one seed), with the epochs trained."
     if (e := experiment_record(run)) is not None:
@@ -728,6 +734,7 @@ def plot_curves(runs:list, path:Path|None=None):
     if path is not None: write_atomic(Path(path), lambda p: fig.savefig(p, format='png', dpi=120, bbox_inches='tight'))
     return fig
 
+# %% ../nbs/18_cli.ipynb #ab94ef15
 def compare(args)->int:
     "`vae-course compare`: print the runs' differing settings, metrics and verdicts; `--plot` writes their curves."
     c = compare_runs(args.runs)
@@ -739,7 +746,6 @@ def compare(args)->int:
         import matplotlib.pyplot as plt
         plt.close(plot_curves(args.runs, args.plot)); print(f"\nwrote {args.plot}")
     return 0
-
 
 # %% ../nbs/18_cli.ipynb #eec35450
 def _seed_command(command:str, out:Path, seed:int)->str:

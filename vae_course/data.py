@@ -59,6 +59,7 @@ def show_image(
     if title: ax.set_title(title, **kwargs)
     return ax
 
+# %% ../nbs/00_data.ipynb #eb0d1e69
 def show_grid(
     images:Tensor,   # (B,C,H,W) with C = 1 (grayscale) or 3 (RGB), or (B,H,W); floats in [0,1] or uint8
     nrow:int=10,     # images per row

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch, pandas as pd, matplotlib.pyplot as plt, ipywidgets as widgets
 from fastai.torch_core import default_device
-from fastcore.basics import patch_to
+from fastcore.basics import patch, patch_to
 from torch import Tensor
 from PIL import Image
 from . import __version__
@@ -63,6 +63,7 @@ def pretrained_names()->list:
     "Names of the shipped models (those in the index: a stray .pt file in the folder is not one)."
     return sorted(n for n, v in _index().items() if re.fullmatch(r'[\w][\w.-]*', n) and isinstance(v, dict))
 
+# %% ../nbs/10_latent_explorer.ipynb #8b40f2c4
 def list_pretrained()->pd.DataFrame:
     "The shipped models: architecture, data, the metrics each reached (nats per image) and the command that reproduces it."
     rows = {}
@@ -90,6 +91,7 @@ def load_pretrained(
     if path.suffix == '.pt': return load_checkpoint(path, device).eval()
     return load_safetensors(path, _meta(name), device).eval()
 
+# %% ../nbs/10_latent_explorer.ipynb #9e2b5a68
 def load_safetensors(
     path:Path,    # a .safetensors file of a model's state dict
     meta:dict,    # its record: the model class name under 'model', its constructor arguments under 'config'
@@ -148,6 +150,7 @@ def export_pretrained(
                 storage='float16', float16_max_prob_error=float16_error(model))
     return ship(_half(model.state_dict()), meta, name, dest)
 
+# %% ../nbs/10_latent_explorer.ipynb #9b8ddc99
 def ship(
     state:dict, # the float16 state dict
     meta:dict,  # the model's record (see `export_pretrained`)
@@ -292,6 +295,7 @@ def to_png(
         (pixels.shape[1]*scale, pixels.shape[0]*scale), Image.NEAREST).save(buffer, 'PNG')
     return buffer.getvalue()
 
+# %% ../nbs/10_latent_explorer.ipynb #ad2afef2
 class LatentSliders:
     "An ipywidgets panel: a slider per latent dimension (most KL first) and the decoded image, updated as they move."
     def __init__(self,
@@ -325,45 +329,63 @@ class LatentSliders:
         self.widget = widgets.HBox([widgets.VBox(controls), widgets.VBox(self.sliders)])
         self._render()
 
-    @torch.no_grad()
-    def decoded(self)->Tensor:
-        "The image (C,H,W) that the decoder makes of the current `z`: sigmoid of its logits."
-        return torch.sigmoid(self.model.decode(self.z[None].to(self.model.device)))[0].cpu()
-    def _render(self):
-        self.shown = self.decoded()  # (C,H,W) what the panel shows
-        self.image.value = to_png(self.shown, self.scale)
-    def _on_slide(self, dim, change):
-        if self._quiet: return
-        self.z[dim] = change['new']
-        self._render()
-    def set_z(self, z:Tensor):
-        "Show the point `z` (Z,), clamped to the sliders' range, and move the sliders there."
-        self.z = z.detach().float().cpu().clamp(-self.limit, self.limit)
-        self._quiet = True  # one render for all sliders, not one per slider
-        for slider, d in zip(self.sliders, self.dims): slider.value = float(self.z[d])
-        self._quiet = False
-        self._render()
-    def encode(self, i:int):
-        "Start from the posterior mean of image `i`."
-        mu, _ = self.model.encode(self.images[i:i+1].to(self.model.device))
-        self.set_z(mu[0])
-    def random(self, generator:torch.Generator|None=None):
-        "Start from a random draw of the prior."
-        self.set_z(torch.randn(self.model.n_latent, generator=generator))
-    # IPython alone calls this, and gives `display` as a builtin (the library imports no IPython)
-    def _ipython_display_(self): display(self.widget)  # noqa: F821
+# %% ../nbs/10_latent_explorer.ipynb #9cd2e561
+@patch
+def decoded(self:LatentSliders)->Tensor:
+    "The image (C,H,W) that the decoder makes of the current `z`: sigmoid of its logits."
+    with torch.no_grad(): return torch.sigmoid(self.model.decode(self.z[None].to(self.model.device)))[0].cpu()
 
-    def snapshot(self, title:str=''):
-        "A static picture of the panel (the decoded image and the slider values), for pages where widgets cannot run."
-        fig, axs = plt.subplots(1, 2, figsize=(9, 3), gridspec_kw=dict(width_ratios=[1, 2]))
-        show_image(self.shown, axs[0], title or 'decoded image')  # grayscale with the gray colormap, colour as RGB
-        axs[1].barh(range(len(self.dims)), [self.z[d].item() for d in self.dims]); axs[1].invert_yaxis()
-        axs[1].set_yticks(range(len(self.dims)), [f'z[{d}]' for d in self.dims], fontsize=7)
-        axs[1].set_xlim(-self.limit, self.limit); axs[1].set_xlabel('slider value')
-        axs[1].set_title('sliders (most KL at the top)')
-        plt.tight_layout()
-        return fig
+@patch
+def _render(self:LatentSliders):
+    self.shown = self.decoded()  # (C,H,W) what the panel shows
+    self.image.value = to_png(self.shown, self.scale)
 
+@patch
+def _on_slide(self:LatentSliders, dim, change):
+    if self._quiet: return
+    self.z[dim] = change['new']
+    self._render()
+
+@patch
+def set_z(self:LatentSliders, z:Tensor):
+    "Show the point `z` (Z,), clamped to the sliders' range, and move the sliders there."
+    self.z = z.detach().float().cpu().clamp(-self.limit, self.limit)
+    self._quiet = True  # one render for all sliders, not one per slider
+    for slider, d in zip(self.sliders, self.dims): slider.value = float(self.z[d])
+    self._quiet = False
+    self._render()
+
+@patch
+def encode(self:LatentSliders, i:int):
+    "Start from the posterior mean of image `i`."
+    mu, _ = self.model.encode(self.images[i:i+1].to(self.model.device))
+    self.set_z(mu[0])
+
+@patch
+def random(self:LatentSliders, generator:torch.Generator|None=None):
+    "Start from a random draw of the prior."
+    self.set_z(torch.randn(self.model.n_latent, generator=generator))
+
+# IPython alone calls this, and gives `display` as a builtin (the library imports no IPython)
+
+# %% ../nbs/10_latent_explorer.ipynb #e5c152d7
+@patch
+def _ipython_display_(self:LatentSliders): display(self.widget)  # noqa: F821
+
+# %% ../nbs/10_latent_explorer.ipynb #ccb742e5
+@patch
+def snapshot(self:LatentSliders, title:str=''):
+    "A static picture of the panel (the decoded image and the slider values), for pages where widgets cannot run."
+    fig, axs = plt.subplots(1, 2, figsize=(9, 3), gridspec_kw=dict(width_ratios=[1, 2]))
+    show_image(self.shown, axs[0], title or 'decoded image')  # grayscale with the gray colormap, colour as RGB
+    axs[1].barh(range(len(self.dims)), [self.z[d].item() for d in self.dims]); axs[1].invert_yaxis()
+    axs[1].set_yticks(range(len(self.dims)), [f'z[{d}]' for d in self.dims], fontsize=7)
+    axs[1].set_xlim(-self.limit, self.limit); axs[1].set_xlabel('slider value')
+    axs[1].set_title('sliders (most KL at the top)')
+    plt.tight_layout()
+    return fig
+
+# %% ../nbs/10_latent_explorer.ipynb #7c3d3a5d
 def latent_sliders(model, images:Tensor|None=None, **kwargs)->LatentSliders:
     "Sliders over `model`'s latent space, and the decoded image; see `LatentSliders` for the arguments."
     return LatentSliders(model, images, **kwargs)
@@ -422,6 +444,7 @@ def manifold_axis(
     q = torch.linspace(p, 1-p, n, dtype=torch.float64)
     return torch.distributions.Normal(torch.zeros((), dtype=torch.float64), 1.).icdf(q).float()
 
+# %% ../nbs/10_latent_explorer.ipynb #6b804312
 @torch.no_grad()
 def manifold(
     model,         # a trained VAE with 2 latent dimensions

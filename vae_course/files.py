@@ -282,6 +282,7 @@ def fetch_file(
         return write_atomic(target, lambda p, data=data: p.write_bytes(data))
     raise DownloadError(f"could not download {filename}: " + '; '.join(errors))
 
+# %% ../nbs/91_files.ipynb #3b6e7f84
 def download_idx(
     name:str,          # 'mnist' or 'fashion_mnist'
     split:str,         # 'train' or 'test'

@@ -47,6 +47,7 @@ class TwoLayerOutput(NamedTuple):
     prior_mu:Tensor     # (B,Z1) means of p(z1|z2)
     prior_logvar:Tensor # (B,Z1) log-variances of p(z1|z2)
 
+# %% ../nbs/17_hierarchical.ipynb #495a969f
 class TwoLayerVAE(nn.Module):
     "Burda et al.'s (2016) two stochastic layers, q(z1|x) q(z2|z1) and p(z2) p(z1|z2) p(x|z1): 784-100-100-(100)-50-50-(50)."
     def __init__(self,

@@ -65,6 +65,7 @@ class MixturePrior(nn.Module):
     def config(self)->dict: return dict(name=self.name, n_components=self.n_components)
     def extra_repr(self)->str: return f'n_latent={self.n_latent}, n_components={self.n_components}'
 
+# %% ../nbs/16_priors.ipynb #6de1d598
 class VampPrior(nn.Module):
     "The VampPrior (Tomczak & Welling 2018): p(z) = (1/C) sum_c q(z|u_c), the model's encoder at learned pseudo-inputs u_c."
     name = 'vamp'

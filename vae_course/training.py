@@ -25,6 +25,7 @@ from fastai.callback.progress import CSVLogger, ProgressCallback
 from fastai.callback.tracker import TrackerCallback
 from fastai.callback.fp16 import MixedPrecision
 from fastai.optimizer import OptimWrapper
+from fastcore.basics import patch
 from fastai.torch_core import find_bs, to_detach, num_distrib, rank_distrib
 from torch.nn.parallel import DistributedDataParallel
 
@@ -53,7 +54,6 @@ def _sum_over_processes(t:Tensor)->Tensor:
 
 def _bare(model): return model.module if isinstance(model, DistributedDataParallel) else model  # the model inside DDP's wrapper
 
-
 # %% ../nbs/07_training.ipynb #c23cf242
 def _check_iw(iw_k, beta:float, free_bits:float):
     "Refuse an IWAE objective that cannot be: K not a whole number >= 1, or a KL weight or floor (the bound has no KL term)."
@@ -63,6 +63,7 @@ def _check_iw(iw_k, beta:float, free_bits:float):
         raise ValueError("the IWAE bound has no separate KL term: it needs beta=1 and free_bits=0, "
                          f"got beta={beta}, free_bits={free_bits}")
 
+# %% ../nbs/07_training.ipynb #3b92b7d6
 class ELBOLoss:
     ("The VAE loss for fastai's `Learner`: `recon + kl_weight * KL` (or, with `iw_k` > 1, the negative IWAE bound), "
      "keeping the last batch's ELBO parts for the metrics.")
@@ -209,6 +210,7 @@ def count_active(
     "The number of active latent dimensions."
     return int((mu_var > threshold).sum())
 
+# %% ../nbs/07_training.ipynb #22cc333f
 class CollapseMonitorCallback(Callback):
     "After each epoch: KL per latent dimension and active units on the validation set, and a warning on collapse."
     order = 70
@@ -248,6 +250,7 @@ def _total_norm(grads:list)->Tensor: # () on the device: nothing is read
     if total_norm is not None: return total_norm(grads)
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
+# %% ../nbs/07_training.ipynb #c324ddb6
 class NaNGuardCallback(Callback):
     ("Stop training when the loss or the weights become NaN or infinite, leaving weights that never took a non-finite "
      "step; reads the device every `check_every` batches.")
@@ -265,16 +268,6 @@ class NaNGuardCallback(Callback):
         self.values, self.where = [], []
         self._snapshot('the start of training')
 
-    def _snapshot(self, when:str):
-        "Keep copies of the weights and the optimizer's state: the state to go back to if a later step is not finite."
-        # every batch read before its step, or `validate` with no optimizer: nothing to undo
-        if self.check_every == 1 or self.opt is None: return
-        self.saved = dict(when=when, model={k: v.detach().clone() for k, v in _bare(self.model).state_dict().items()},
-                          opt=copy.deepcopy(self.opt.state_dict()))
-    def _restore(self)->str:
-        _bare(self.model).load_state_dict(self.saved['model']); self.opt.load_state_dict(self.saved['opt'])
-        return f"The weights and the optimizer's state are put back to those at {self.saved['when']}, the last good read"
-
     def after_loss(self):  # every batch: keep the loss on the device, unread (self.learn's attributes are read directly: faster)
         learn = self.learn
         self.values.append(learn.loss.detach()); self.where.append((learn.epoch, learn.training, learn.iter))
@@ -289,43 +282,60 @@ class NaNGuardCallback(Callback):
     def after_train(self): self._read(f"the end of epoch {self.epoch}'s training", stepped=True)
     def after_validate(self): self._read(None)
 
-    def _read(self, when:str|None, grad_norm:Tensor|None=None, stepped:bool=False):
-        ("Read the kept losses and the weights (one wait for the device); stop at a non-finite one, "
-         "else keep this state as `when`.")
-        if not self.values: return
-        weights = _total_norm([p.detach() for p in self.model.parameters()])  # inf or NaN if any weight is
-        values = torch.stack(self.values + [weights] + ([] if grad_norm is None else [grad_norm])).float().tolist()
-        self.reads += 1
-        losses, weights_ok, grads_ok = (values[:len(self.where)], math.isfinite(values[len(self.where)]),
-                                        all(map(math.isfinite, values[len(self.where) + 1:])))
-        bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
-        if _n_processes() > 1:  # every process takes the same decision: the first bad batch of any of them (they run alike)
-            agreed = torch.tensor([len(losses) if bad is None else bad, weights_ok, grads_ok], dtype=torch.float32,
-                                  device=weights.device)
-            torch.distributed.all_reduce(agreed, op=torch.distributed.ReduceOp.MIN)
-            bad, weights_ok, grads_ok = (None if agreed[0] == len(losses) else int(agreed[0])), bool(agreed[1]), bool(agreed[2])
-        if bad is None and weights_ok and grads_ok:
-            self.values, self.where = [], []
-            if when is not None: self._snapshot(when)
-            return
-        if bad is not None:
-            (epoch, training, it), what = self.where[bad], (f"the loss ({losses[bad]}) is not finite"
-                                                            if not math.isfinite(losses[bad])
-                                                            else "the loss of another process is not finite")
-            stepped = stepped or training and it < self.learn.iter  # a step was taken with or after it
-        elif not weights_ok:  # every loss was finite, but a step made the weights NaN or infinite: a gradient was not finite
-            (epoch, training, it), what = self.where[-1], ("the weights are not finite: a step up to here made them "
-                                                           "so, although every loss was finite (a gradient was not)")
-            stepped = True
-        else: (epoch, training, it), what = self.where[-1], "a gradient is not finite"
-        self._stop(epoch, training, it, what, self._restore() if stepped else "The weights are those of the last good step")
+# %% ../nbs/07_training.ipynb #a56b3a8a
+@patch
+def _snapshot(self:NaNGuardCallback, when:str):
+    "Keep copies of the weights and the optimizer's state: the state to go back to if a later step is not finite."
+    # every batch read before its step, or `validate` with no optimizer: nothing to undo
+    if self.check_every == 1 or self.opt is None: return
+    self.saved = dict(when=when, model={k: v.detach().clone() for k, v in _bare(self.model).state_dict().items()},
+                      opt=copy.deepcopy(self.opt.state_dict()))
 
-    def _stop(self, epoch, training, it, what, weights):
-        self.message = (f"training stopped at epoch {epoch}, {'training' if training else 'validation'} batch {it}: {what}. "
-                        f"{weights}. Try a lower learning rate (now {self.opt.hypers[0]['lr']:.2g}), KL warm-up, "
-                        "or check the data for NaNs.")
-        warnings.warn(self.message, RuntimeWarning, stacklevel=2)
-        raise CancelFitException()
+@patch
+def _restore(self:NaNGuardCallback)->str:
+    _bare(self.model).load_state_dict(self.saved['model']); self.opt.load_state_dict(self.saved['opt'])
+    return f"The weights and the optimizer's state are put back to those at {self.saved['when']}, the last good read"
+
+@patch
+def _stop(self:NaNGuardCallback, epoch, training, it, what, weights):
+    self.message = (f"training stopped at epoch {epoch}, {'training' if training else 'validation'} batch {it}: {what}. "
+                    f"{weights}. Try a lower learning rate (now {self.opt.hypers[0]['lr']:.2g}), KL warm-up, "
+                    "or check the data for NaNs.")
+    warnings.warn(self.message, RuntimeWarning, stacklevel=2)
+    raise CancelFitException()
+
+# %% ../nbs/07_training.ipynb #229821f9
+@patch
+def _read(self:NaNGuardCallback, when:str|None, grad_norm:Tensor|None=None, stepped:bool=False):
+    ("Read the kept losses and the weights (one wait for the device); stop at a non-finite one, "
+     "else keep this state as `when`.")
+    if not self.values: return
+    weights = _total_norm([p.detach() for p in self.model.parameters()])  # inf or NaN if any weight is
+    values = torch.stack(self.values + [weights] + ([] if grad_norm is None else [grad_norm])).float().tolist()
+    self.reads += 1
+    losses, weights_ok, grads_ok = (values[:len(self.where)], math.isfinite(values[len(self.where)]),
+                                    all(map(math.isfinite, values[len(self.where) + 1:])))
+    bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+    if _n_processes() > 1:  # every process takes the same decision: the first bad batch of any of them (they run alike)
+        agreed = torch.tensor([len(losses) if bad is None else bad, weights_ok, grads_ok], dtype=torch.float32,
+                              device=weights.device)
+        torch.distributed.all_reduce(agreed, op=torch.distributed.ReduceOp.MIN)
+        bad, weights_ok, grads_ok = (None if agreed[0] == len(losses) else int(agreed[0])), bool(agreed[1]), bool(agreed[2])
+    if bad is None and weights_ok and grads_ok:
+        self.values, self.where = [], []
+        if when is not None: self._snapshot(when)
+        return
+    if bad is not None:
+        (epoch, training, it), what = self.where[bad], (f"the loss ({losses[bad]}) is not finite"
+                                                        if not math.isfinite(losses[bad])
+                                                        else "the loss of another process is not finite")
+        stepped = stepped or training and it < self.learn.iter  # a step was taken with or after it
+    elif not weights_ok:  # every loss was finite, but a step made the weights NaN or infinite: a gradient was not finite
+        (epoch, training, it), what = self.where[-1], ("the weights are not finite: a step up to here made them "
+                                                       "so, although every loss was finite (a gradient was not)")
+        stepped = True
+    else: (epoch, training, it), what = self.where[-1], "a gradient is not finite"
+    self._stop(epoch, training, it, what, self._restore() if stepped else "The weights are those of the last good step")
 
 # %% ../nbs/07_training.ipynb #82be2ba7
 def _rng_states(dls)->dict:
@@ -368,6 +378,7 @@ class CheckpointCallback(TrackerCallback):
                      opt=self.learn.opt.state_dict(), rng=_rng_states(self.dls), metrics=_csv_row(self.recorder))
         write_atomic(self.path/'last_state.pt', lambda p: torch.save(state, p))  # the commit point of the epoch
 
+# %% ../nbs/07_training.ipynb #cd641091
 def resume(
     learn:Learner,   # a learner built like the one that was interrupted
     path:str|Path,   # the folder `CheckpointCallback` wrote
@@ -393,6 +404,7 @@ def save_image_grid(images:Tensor, path:str|Path, nrow:int=8):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_image(images.detach().float().cpu(), Path(path), nrow=nrow, padding=1, pad_value=0.5)
 
+# %% ../nbs/07_training.ipynb #d2460bcb
 class SampleGridCallback(Callback):
     "Decode fixed prior draws and reconstruct fixed validation images; show them, and save PNGs to `path`."
     order = 80
@@ -442,6 +454,7 @@ def _csv_row(recorder)->dict|None:
 
 def _csv_line(row:dict)->str: return ','.join(str(row[c]) for c in CSV_COLUMNS)
 
+# %% ../nbs/07_training.ipynb #fc887314
 class ELBOCSVLogger(CSVLogger):
     "Write `CSV_COLUMNS` to `fname` after every epoch, after its checkpoint; appended to when `append`."
     order = CheckpointCallback.order + 1  # last: a row in the file means that its epoch is saved
@@ -471,7 +484,6 @@ class ELBOCSVLogger(CSVLogger):
         kept = [l for l in lines if l and int(l.split(',')[0]) <= last]
         if row is not None and not any(int(l.split(',')[0]) == last for l in kept): kept.append(_csv_line(row))
         write_atomic(self.fname, lambda p: p.write_text('\n'.join([header, *kept]) + '\n'))
-
 
 # %% ../nbs/07_training.ipynb #ee36c172
 class TensorBoardLogger(Callback):
@@ -508,7 +520,6 @@ class TensorBoardLogger(Callback):
     def after_fit(self):
         if self.writer is not None: self.writer.close(); self.writer = None
 
-
 # %% ../nbs/07_training.ipynb #7b1c2d02
 class ShardedBatches:
     ("One process's share of a `TensorBatches` loader: strided over a shuffled order that every process draws alike "
@@ -542,18 +553,29 @@ class ShardedBatches:
         if not self.dl.shuffle: return len(self.pieces)
         return self.n//self.bs if self.dl.drop_last else math.ceil(self.n/self.bs)
 
-    def _indices(self)->list: # this process's batches, as index tensors or slices
-        if not self.dl.shuffle: return self.pieces
-        order = torch.randperm(self.dl.n, device=self.device, generator=self.generator)  # the same in every process
-        order = torch.cat([order, order[:self.n*self.world - self.dl.n]])[self.rank::self.world]  # (n,) padded, strided
-        return [order[i*self.bs:(i+1)*self.bs] for i in range(len(self))]
-    # the whole loader makes each batch: under dynamic binarization,
-    # same shapes in every process keep the generators alike
-    def __iter__(self):
-        for idx in self._indices(): yield self.dl.batch(idx)
-    def new(self, **kwargs): return self.dl.new(**kwargs)  # e.g. fastai's `get_preds`: the whole loader
-    def one_batch(self): return next(iter(self))
+# %% ../nbs/07_training.ipynb #2d45984a
+@patch
+def _indices(self:ShardedBatches)->list: # this process's batches, as index tensors or slices
+    if not self.dl.shuffle: return self.pieces
+    order = torch.randperm(self.dl.n, device=self.device, generator=self.generator)  # the same in every process
+    order = torch.cat([order, order[:self.n*self.world - self.dl.n]])[self.rank::self.world]  # (n,) padded, strided
+    return [order[i*self.bs:(i+1)*self.bs] for i in range(len(self))]
 
+# the whole loader makes each batch: under dynamic binarization,
+
+# same shapes in every process keep the generators alike
+
+@patch
+def __iter__(self:ShardedBatches):
+    for idx in self._indices(): yield self.dl.batch(idx)
+
+@patch
+def new(self:ShardedBatches, **kwargs): return self.dl.new(**kwargs)  # e.g. fastai's `get_preds`: the whole loader
+
+@patch
+def one_batch(self:ShardedBatches): return next(iter(self))
+
+# %% ../nbs/07_training.ipynb #a3016f6a
 def _use_cpu()->bool: return not torch.cuda.is_available()  # gloo on CPUs, nccl on GPUs
 
 def join_processes()->tuple: # (rank, number of processes)
@@ -585,7 +607,6 @@ def sharded_trainer()->Callback:
     "fastai's `DistributedTrainer` for `TensorBatches` data: the model in DDP, each loader sharded per process."
     join_processes()
     return _sharded_trainer_class()(cpu=_use_cpu())
-
 
 # %% ../nbs/07_training.ipynb #a40e530f
 class _DeviceAvgLoss(AvgLoss):
@@ -627,6 +648,7 @@ def _losses_on_device(learn:Learner):
     rec.smooth_loss, rec.loss = _DeviceSmoothLoss(beta=rec.smooth_loss.beta), _DeviceAvgLoss()
     learn.add_cb(_LossesToCPU())
 
+# %% ../nbs/07_training.ipynb #124c2662
 def _check_data(dls, likelihood):
     "Check the images of each loader once: float (N,C,H,W), finite, and in [0,1] for a likelihood such as the Bernoulli."
     for i, dl in enumerate(dls.loaders):
@@ -650,6 +672,23 @@ def _mixed_precision(precision:str, device:torch.device)->MixedPrecision|None:
     if device.type != 'cuda': raise ValueError(f"{precision} mixed precision needs a CUDA GPU; the data is on {device}")
     return MixedPrecision(amp_mode=precision)
 
+# %% ../nbs/07_training.ipynb #eb45b7d4
+def _vae_callbacks(dls, nan_check_every, kl_warmup, checkpoint_dir, csv_path, tensorboard_dir, sample_dir,
+                   show_samples, precision)->list:
+    "The callbacks of `vae_learner`: the NaN guard and the collapse monitor always, the others when asked for."
+    callbacks = [NaNGuardCallback(nan_check_every), CollapseMonitorCallback()]
+    if kl_warmup: callbacks.append(KLWarmupCallback(n_steps=kl_warmup))
+    if checkpoint_dir is not None: callbacks.append(CheckpointCallback(checkpoint_dir))
+    if csv_path is not None: callbacks.append(ELBOCSVLogger(csv_path))
+    if tensorboard_dir is not None: callbacks.append(TensorBoardLogger(tensorboard_dir))
+    if sample_dir is not None or show_samples: callbacks.append(SampleGridCallback(path=sample_dir, show=show_samples))
+    if (mp := _mixed_precision(precision, dls.device)) is not None: callbacks.append(mp)
+    if num_distrib() > 1:  # started by a launcher (`torchrun`, `accelerate launch`): fastai's DDP trainer, with our data shards
+        callbacks.append(trainer := sharded_trainer())
+        if dls.device != trainer.accelerator.device: dls.to(trainer.accelerator.device)  # this process's GPU
+    return callbacks
+
+# %% ../nbs/07_training.ipynb #3eab53b6
 def vae_learner(
     dls,                      # fastai DataLoaders of images (B,1,28,28) in [0,1], e.g. from `get_dls`
     model,                    # a model with `elbo_parts` (lesson 06's protocol), or one whose forward returns `VAEOutput`
@@ -676,16 +715,8 @@ def vae_learner(
     _check_data(dls, lik)  # once, here: the loss reads no data per batch
     if hasattr(model, 'elbo_parts'): loss = ModelELBOLoss(model, beta, free_bits, iw_k)  # the model's own objective
     else: loss = ELBOLoss(beta, free_bits, lik, None, iw_k, getattr(model, 'decoder', None) if iw_k > 1 else None)
-    callbacks = [NaNGuardCallback(nan_check_every), CollapseMonitorCallback()]
-    if kl_warmup: callbacks.append(KLWarmupCallback(n_steps=kl_warmup))
-    if checkpoint_dir is not None: callbacks.append(CheckpointCallback(checkpoint_dir))
-    if csv_path is not None: callbacks.append(ELBOCSVLogger(csv_path))
-    if tensorboard_dir is not None: callbacks.append(TensorBoardLogger(tensorboard_dir))
-    if sample_dir is not None or show_samples: callbacks.append(SampleGridCallback(path=sample_dir, show=show_samples))
-    if (mp := _mixed_precision(precision, dls.device)) is not None: callbacks.append(mp)
-    if num_distrib() > 1:  # started by a launcher (`torchrun`, `accelerate launch`): fastai's DDP trainer, with our data shards
-        callbacks.append(trainer := sharded_trainer())
-        if dls.device != trainer.accelerator.device: dls.to(trainer.accelerator.device)  # this process's GPU
+    callbacks = _vae_callbacks(dls, nan_check_every, kl_warmup, checkpoint_dir, csv_path, tensorboard_dir, sample_dir,
+                               show_samples, precision)
     learn = Learner(dls, model, loss_func=loss, opt_func=partial(OptimWrapper, opt=torch.optim.Adam), lr=lr,
                     metrics=elbo_metrics(), cbs=callbacks + list(cbs or []))
     learn.recorder.train_metrics = True

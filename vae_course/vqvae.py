@@ -183,6 +183,7 @@ class VQOutput(NamedTuple):
     z_q:Tensor    # (B,D,h,w) their nearest codes, carrying the codebook's gradient
     codes:Tensor  # (B,h,w) int64 indices of the codes
 
+# %% ../nbs/15_vqvae.ipynb #a0e13387
 class VQVAE(nn.Module):
     "A VQ-VAE (van den Oord et al. 2017): images -> (H/4)x(W/4) grid of D-vectors -> the nearest of K codes -> images."
     default_hidden = 32  # n_hidden when none is given
@@ -211,13 +212,11 @@ class VQVAE(nn.Module):
                            ema_decay=ema_decay, restart_after=restart_after, image_shape=[c, H, W],
                            likelihood=self.likelihood.config())
         self.set_prior(prior)
-
     def set_prior(self, prior)->'VQVAE':
         "Use `prior` as p(c) (see `code_prior`); the config records it, so that checkpoints rebuild it."
         self.prior = code_prior(prior, self.grid, self.codebook.codebook_size).to(self.codebook.embed.device)
         self.config['prior'] = self.prior.config()
         return self
-
     def forward(self, x:Tensor)->VQOutput:
         "Encode, quantize (updating the codes in a training step), decode the straight-through grid. Checks nothing."
         z_e = self.encoder(x)              # (B,D,h,w)
@@ -512,16 +511,11 @@ class CodeSliders:
     ):
         self.model, self.images, self.scale, self._quiet = model.eval(), images, check_count(scale, 'scale'), False
         K, (h, w) = model.codebook.codebook_size, model.grid
-        if images is not None:
-            check_images(images, 'images', shape=model.image_shape)
-            if isinstance(index, bool) or not isinstance(index, numbers.Integral) or not 0 <= index < len(images):
-                raise ValueError(f"index must be one of the {len(images)} images, 0..{len(images) - 1}, got {index!r}")
+        self.cell = _check_start(model, images, index, cell)  # the checks of the arguments: below
         self.usage = self._usage(usage, images)
         self._counted = 'training cells' if usage is not None else 'cells of these images'  # for the info line
         self.order = self.usage.argsort(descending=True, stable=True)             # (K,) the codes, most used first
         self.rank = torch.empty_like(self.order); self.rank[self.order] = torch.arange(K)  # code -> its slider value
-        if not isinstance(cell, (tuple, list)) or len(cell) != 2: raise ValueError(f"cell must be (row, column), got {cell!r}")
-        self.cell = _check_cell(*cell, model.grid)
         start = model.encode(images[index:index+1]) if images is not None else model.prior.sample(1, generator)
         self.start = start.cpu(); self.codes = self.start.clone()                 # (1,h,w) the first grid, the shown one
         layout = widgets.Layout(width='320px')
@@ -543,6 +537,15 @@ class CodeSliders:
         self._show()
 
 # %% ../nbs/15_vqvae.ipynb #72a6ac97
+def _check_start(model, images, index, cell)->tuple:
+    "Check `CodeSliders`' images, starting image and first cell; return the cell."
+    if images is not None:
+        check_images(images, 'images', shape=model.image_shape)
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral) or not 0 <= index < len(images):
+            raise ValueError(f"index must be one of the {len(images)} images, 0..{len(images) - 1}, got {index!r}")
+    if not isinstance(cell, (tuple, list)) or len(cell) != 2: raise ValueError(f"cell must be (row, column), got {cell!r}")
+    return _check_cell(*cell, model.grid)
+
 @patch
 def _usage(self:CodeSliders, usage, images)->Tensor: # (K,) int64 or float counts on the CPU
     K = self.model.codebook.codebook_size
@@ -566,6 +569,7 @@ def box(self:CodeSliders)->tuple:
     (_, H, W), (h, w), (i, j) = self.model.image_shape, self.model.grid, self.cell
     return (i*H//h, j*W//w, H//h, W//w)
 
+# %% ../nbs/15_vqvae.ipynb #9f6ae976
 @patch
 def _show(self:CodeSliders):
     "Move the widgets to the state (without their observers), then draw the image and the cell's line."
@@ -579,6 +583,7 @@ def _show(self:CodeSliders):
     self.info.value = (f"cell ({self.cell[0]}, {self.cell[1]}): code {code}, rank {int(self.rank[code])} of {len(self.order)}, "
                        f"{100*share:.2f}% of the {self._counted}; {self.n_changed()} of {self.codes.numel()} cells edited")
 
+# %% ../nbs/15_vqvae.ipynb #24e91bdb
 @patch
 def n_changed(self:CodeSliders)->int:
     "How many cells of the shown grid differ from the starting grid."
