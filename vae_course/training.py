@@ -36,6 +36,7 @@ from .encoder import log_normal
 from .losses import as_likelihood, elbo_parts, iwae_bound, kl_per_dim, log_importance_weights
 from .sampling import reparameterize
 from .model import VAEOutput, save_checkpoint
+from .config import EvalConfig, ModelConfig, TrainConfig  # the settings' defaults (appendix: the config)
 
 # %% ../nbs/07_training.ipynb #5d1e0a01
 def _n_processes()->int:
@@ -68,11 +69,11 @@ class ELBOLoss:
     ("The VAE loss for fastai's `Learner`: `recon + kl_weight * KL` (or, with `iw_k` > 1, the negative IWAE bound), "
      "keeping the last batch's ELBO parts for the metrics.")
     def __init__(self,
-        beta:float=1.,      # weight of the KL term once any warm-up is over
-        free_bits:float=0., # floor in nats on each latent dimension's batch-mean KL (0: none)
-        likelihood='bernoulli', # a `Likelihood`, or its name: 'bernoulli', 'gaussian' (lesson 05's `as_likelihood`)
-        sigma:float|None=0.1, # standard deviation of the Gaussian likelihood, with its name (None: its default)
-        iw_k:int=1,         # importance samples of the training objective: 1 is the ELBO, K > 1 the IWAE bound (lesson 05)
+        beta:float=TrainConfig.beta,      # weight of the KL term once any warm-up is over
+        free_bits:float=TrainConfig.free_bits, # floor in nats on each latent dimension's batch-mean KL (0: none)
+        likelihood=ModelConfig.likelihood, # a `Likelihood`, or its name: 'bernoulli', 'gaussian' (lesson 05's `as_likelihood`)
+        sigma:float|None=ModelConfig.sigma, # standard deviation of the Gaussian likelihood, with its name (None: its default)
+        iw_k:int=TrainConfig.iw_k,         # importance samples of the objective: 1 is the ELBO, K > 1 the IWAE bound
         decoder=None,       # the model's decoder, which decodes the K-1 extra codes of the IWAE bound (needed when iw_k > 1)
         check_range:bool=False, # check each batch's targets are in a Bernoulli's [0,1] (`vae_learner` checks once)
     ):
@@ -143,9 +144,9 @@ class ModelELBOLoss:
      "negative IWAE bound from `model.log_weights`), keeping the last batch's parts for the metrics.")
     def __init__(self,
         model,              # a model with `elbo_parts(out, x, beta, free_bits)`; `log_weights(x, k)` and `kl` for iw_k > 1
-        beta:float=1.,      # weight of the KL term once any warm-up is over
-        free_bits:float=0., # floor in nats on each latent dimension's batch-mean KL (0: none)
-        iw_k:int=1,         # importance samples of the training objective: 1 is the ELBO, K > 1 the IWAE bound
+        beta:float=TrainConfig.beta,      # weight of the KL term once any warm-up is over
+        free_bits:float=TrainConfig.free_bits, # floor in nats on each latent dimension's batch-mean KL (0: none)
+        iw_k:int=TrainConfig.iw_k,         # importance samples of the training objective: 1 is the ELBO, K > 1 the IWAE bound
     ):
         _check_iw(iw_k, beta, free_bits)
         if iw_k > 1 and not (hasattr(model, 'log_weights') and hasattr(model, 'kl')):
@@ -205,7 +206,7 @@ class PosteriorCollapseWarning(UserWarning):
 
 def count_active(
     mu_var:Tensor,         # (Z,) variance over the data of each dimension's posterior mean
-    threshold:float=0.01,  # a dimension is active above it (Burda et al. 2016)
+    threshold:float=EvalConfig.threshold,  # a dimension is active above it (Burda et al. 2016)
 )->int:
     "The number of active latent dimensions."
     return int((mu_var > threshold).sum())
@@ -217,7 +218,7 @@ class CollapseMonitorCallback(Callback):
     def __init__(self,
         min_kl:float=0.5,     # warn when the total KL falls below this many nats per image
         min_active:int=1,     # warn when fewer latent dimensions than this are active
-        threshold:float=0.01, # variance of the posterior mean above which a dimension is active
+        threshold:float=EvalConfig.threshold, # variance of the posterior mean above which a dimension is active
     ): self.min_kl, self.min_active, self.threshold, self.history = min_kl, min_active, threshold, []
     def before_fit(self): self.history = []
     def before_validate(self): self.sum_mu = self.sum_mu2 = self.sum_kl = 0.; self.n = 0
@@ -692,21 +693,21 @@ def _vae_callbacks(dls, nan_check_every, kl_warmup, checkpoint_dir, csv_path, te
 def vae_learner(
     dls,                      # fastai DataLoaders of images (B,1,28,28) in [0,1], e.g. from `get_dls`
     model,                    # a model with `elbo_parts` (lesson 06's protocol), or one whose forward returns `VAEOutput`
-    beta:float=1.,            # KL weight after warm-up
-    kl_warmup:int=0,          # warm-up length in training batches (0: none)
-    free_bits:float=0.,       # KL floor per latent dimension, in nats (0: none)
+    beta:float=TrainConfig.beta,            # KL weight after warm-up
+    kl_warmup:int=TrainConfig.kl_warmup,          # warm-up length in training batches (0: none)
+    free_bits:float=TrainConfig.free_bits,       # KL floor per latent dimension, in nats (0: none)
     likelihood=None,          # None: the model's; a name or `Likelihood` must agree with it ('bernoulli' for a bare model)
     sigma:float|None=None,    # standard deviation of a Gaussian likelihood (None: the model's; 0.1 for a bare model)
-    lr:float=1e-3,            # Adam's learning rate
-    precision:str='auto',     # 'auto' (mixed precision on a GPU), 'fp32', 'fp16' or 'bf16'
+    lr:float=TrainConfig.lr,            # Adam's learning rate
+    precision:str=TrainConfig.precision,     # 'auto' (mixed precision on a GPU), 'fp32', 'fp16' or 'bf16'
     checkpoint_dir:str|Path|None=None, # save best/last checkpoints here
     csv_path:str|Path|None=None, # write per-epoch metrics here
     sample_dir:str|Path|None=None, # save sample and reconstruction grids here
     tensorboard_dir:str|Path|None=None, # log every epoch to TensorBoard here (needs `pip install tensorboard`)
     show_samples:bool=False,  # show sample grids in the notebook after training
-    iw_k:int=1,               # importance samples of the objective: 1 is the ELBO, K > 1 the IWAE bound (lesson 05)
+    iw_k:int=TrainConfig.iw_k, # importance samples of the objective: 1 is the ELBO, K > 1 the IWAE bound (lesson 05)
     cbs:list|None=None,       # more callbacks
-    nan_check_every:int|None=100, # training batches between the NaN guard's reads (1: every batch; None: once an epoch)
+    nan_check_every:int|None=TrainConfig.nan_check_every, # batches between the NaN guard's reads (1: each; None: per epoch)
 )->Learner:
     "A fastai `Learner` that trains `model` on its own loss (or the IWAE bound), reporting the ELBO's parts in nats per image."
     if iw_k > 1 and kl_warmup:
