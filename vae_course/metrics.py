@@ -19,6 +19,7 @@ from .autoencoder import evaluating
 from .losses import iwae_bound, kl_normal, kl_per_dim, log_importance_weights, recon_nll
 from .sampling import reparameterize
 from .training import count_active
+from .config import EvalConfig, ModelConfig  # the settings' defaults (appendix: the config)
 
 # %% ../nbs/08_evaluation.ipynb #78076195
 def _images(data, bs:int=256):
@@ -52,13 +53,14 @@ def _code_terms(model:nn.Module, codes:Tensor, x:Tensor, likelihood, sigma)->Ten
     recon = recon_nll(model.decode(codes, check=False), x, likelihood, sigma)  # (B,)
     return torch.stack([recon, -model.prior.log_prob(codes)], 1).double().cpu()
 
+# %% ../nbs/08_evaluation.ipynb #bd50ba48
 def elbo_per_image(
     model:nn.Module,   # a VAE: `encode`, `decode`; or a model whose `encode` gives codes and whose `prior` scores them
     data,              # a loader, an iterable of batches, or a tensor (N,C,H,W) in [0,1]
     n_samples:int=1,   # draws of z per image for the reconstruction term
     generator:torch.Generator|None=None, # draws z, on the model's device; None: torch's global generator
-    likelihood:str='bernoulli', # the likelihood the model was trained with: 'bernoulli' or 'gaussian'
-    sigma:float=0.1,   # standard deviation of the Gaussian likelihood
+    likelihood:str=ModelConfig.likelihood, # the likelihood the model was trained with: 'bernoulli' or 'gaussian'
+    sigma:float=ModelConfig.sigma,   # standard deviation of the Gaussian likelihood
 )->pd.DataFrame:       # one row per image: recon, kl, neg_elbo, in nats
     "The negative ELBO of every image and its two terms, under the model's likelihood, in nats."
     if n_samples < 1: raise ValueError(f"n_samples must be at least 1, got {n_samples}")
@@ -92,8 +94,7 @@ def gap_verdict(
     if not 0 <= slight < strong: raise ValueError(f"need 0 <= slight < strong, got slight={slight}, strong={strong}")
     if se is not None and not (math.isfinite(se) and se > 0):
         raise ValueError(f"se must be a positive standard error or None, got {se}")
-    gap = valid - train
-    rel = gap/abs(train)
+    gap, rel = valid - train, (valid - train)/abs(train)
     in_se = f" ± {se:.2f}, {gap/se:+.1f} standard errors," if se else ''
     numbers = f"validation {valid:.2f} vs training {train:.2f} nats per image, a gap of {gap:+.2f}{in_se} ({rel:+.1%})"
     if se is not None and abs(gap) <= 2*se:
@@ -109,9 +110,8 @@ def gap_verdict(
         return (f"No sign of overfitting: {numbers}, within {slight:.0%} "
                 "(with no standard error given, chance is not ruled out either way).")
     if 0 < rel <= slight:
-        return (f"A small but real gap: {numbers}: more than two standard errors, so unlikely to be chance, "
-                f"but within {slight:.0%}. "
-                "The model fits its training images a little better than new ones; harmless at this size, "
+        return (f"A small but real gap: {numbers}: more than two standard errors, so unlikely to be chance, but within "
+                f"{slight:.0%}. The model fits its training images a little better than new ones; harmless at this size, "
                 "but watch whether it grows.")
     if rel >= -slight:
         return (f"A small gap in favour of the validation images: {numbers}: more than two standard errors, "
@@ -124,7 +124,7 @@ def gap_verdict(
 def active_units(
     model:nn.Module,      # a VAE: `encode(x) -> (mu, logvar)`
     data,                 # a loader, an iterable of batches, or a tensor (N,C,H,W) in [0,1]
-    threshold:float=0.01, # a dimension is active when the variance of its posterior mean exceeds it
+    threshold:float=EvalConfig.threshold, # a dimension is active when the variance of its posterior mean exceeds it
 )->tuple:                 # (number of active dimensions, (Z,) variance over the data of each posterior mean)
     "How many latent dimensions are active (Burda et al., 2016), and the variance of each dimension's posterior mean."
     return _active(encode_dataset(model, data)[0], threshold)
@@ -138,11 +138,11 @@ def _active(mu:Tensor, threshold:float)->tuple: # (N,Z) posterior means -> (coun
 def log_weights(
     model:nn.Module,   # a VAE: `encode`, `decode`
     x:Tensor,          # (B,C,H,W) images in [0,1]
-    k:int=1000,        # importance samples per image
-    chunk:int|None=None, # samples decoded per pass (memory: chunk*B images); None: ~6.4M pixels (8192/B for 28x28)
+    k:int=EvalConfig.k,        # importance samples per image
+    chunk:int|None=EvalConfig.chunk, # samples decoded per pass (memory: chunk*B images); None: ~6.4M pixels (8192/B for 28x28)
     generator:torch.Generator|None=None, # draws z, on the model's device; None: torch's global generator
-    likelihood:str='bernoulli', # the likelihood the model was trained with: 'bernoulli' or 'gaussian'
-    sigma:float=0.1,   # standard deviation of the Gaussian likelihood
+    likelihood:str=ModelConfig.likelihood, # the likelihood the model was trained with: 'bernoulli' or 'gaussian'
+    sigma:float=ModelConfig.sigma,   # standard deviation of the Gaussian likelihood
 )->Tensor:             # (k,B) log w = log p(x|z_k) + log p(z_k) - log q(z_k|x), in nats
     "Log importance weights of `k` samples from q(z|x) for each image, decoded `chunk` samples at a time."
     if k < 1: raise ValueError(f"k must be at least 1 importance sample, got {k}")
@@ -163,23 +163,24 @@ def log_weights(
 def iw_nll(
     model:nn.Module,   # a VAE: `encode`, `decode`
     x:Tensor,          # (B,C,H,W) images in [0,1]
-    k:int=1000,        # importance samples per image
-    chunk:int|None=None, # samples decoded per pass, see `log_weights`
+    k:int=EvalConfig.k,        # importance samples per image
+    chunk:int|None=EvalConfig.chunk, # samples decoded per pass, see `log_weights`
     generator:torch.Generator|None=None, # draws z; None: torch's global generator
-    likelihood:str='bernoulli', # the likelihood the model was trained with
-    sigma:float=0.1,   # standard deviation of the Gaussian likelihood
+    likelihood:str=ModelConfig.likelihood, # the likelihood the model was trained with
+    sigma:float=ModelConfig.sigma,   # standard deviation of the Gaussian likelihood
 )->Tensor:             # (B,) -log (1/k) sum_k w_k, in nats
     "Importance-weighted estimate of -log p(x) for each image: the negative IWAE bound with `k` samples."
     return -iwae_bound(log_weights(model, x, k, chunk, generator, likelihood, sigma))
 
+# %% ../nbs/08_evaluation.ipynb #70dc01ba
 def iw_nll_dataset(
     model:nn.Module,   # a VAE: `encode`, `decode`
     data,              # a loader, an iterable of batches, or a tensor (N,C,H,W) in [0,1]
-    k:int=1000,        # importance samples per image
-    chunk:int|None=None, # samples decoded per pass, see `log_weights`
+    k:int=EvalConfig.k,        # importance samples per image
+    chunk:int|None=EvalConfig.chunk, # samples decoded per pass, see `log_weights`
     generator:torch.Generator|None=None, # draws z; None: torch's global generator
-    likelihood:str='bernoulli', # the likelihood the model was trained with
-    sigma:float=0.1,   # standard deviation of the Gaussian likelihood
+    likelihood:str=ModelConfig.likelihood, # the likelihood the model was trained with
+    sigma:float=ModelConfig.sigma,   # standard deviation of the Gaussian likelihood
     progress:bool=False, # print a line to stderr about every 10% of the images, with the time left
 )->Tensor:             # (N,) one estimate of -log p(x) per image, in nats, on the CPU
     "The importance-weighted NLL of every image of a dataset, batch by batch: memory does not grow with N or K."
@@ -323,6 +324,7 @@ def _one_image(x:Tensor, name:str)->Tensor: # (C,H,W) or (1,C,H,W) -> (1,C,H,W)
     if x.ndim != 4 or len(x) != 1: raise ValueError(f"{name} must be one image (C,H,W) or (1,C,H,W), got shape {tuple(x.shape)}")
     return x
 
+# %% ../nbs/08_evaluation.ipynb #e122851a
 def interpolate(
     model:nn.Module,  # a VAE: `encode`, `decode`
     x0:Tensor,        # the start image, (C,H,W) or (1,C,H,W), in [0,1]
@@ -365,15 +367,15 @@ def _point_posterior(model:nn.Module)->bool:
 def evaluate_vae(
     model:nn.Module,      # a trained VAE: `encode`, `decode`; or a model with one code per image (a VQ-VAE, see below)
     data,                 # the evaluation images: a loader, an iterable of batches, or a tensor (N,C,H,W) in [0,1]
-    k:int=1000,           # importance samples per image for the log-likelihood
-    iw_images:int|None=1000, # estimate the log-likelihood on this many randomly chosen images (None: all)
-    ks:tuple=(1, 10, 100), # smaller K, also reported, to show the estimate tightening (empty: none)
+    k:int=EvalConfig.k,           # importance samples per image for the log-likelihood
+    iw_images:int|None=EvalConfig.iw_images, # estimate the log-likelihood on this many randomly chosen images (None: all)
+    ks:tuple=EvalConfig.ks, # smaller K, also reported, to show the estimate tightening (empty: none)
     train_data=None,      # the training images: adds the train/validation gap and its verdict
-    threshold:float=0.01, # active-unit threshold on the variance of the posterior mean
+    threshold:float=EvalConfig.threshold, # active-unit threshold on the variance of the posterior mean
     seed:int=0,           # seeds the choice of images and every draw of z
-    chunk:int|None=None,  # importance samples decoded per pass, see `log_weights`
-    likelihood:str='bernoulli', # the likelihood the model was trained with: 'bernoulli' or 'gaussian'
-    sigma:float=0.1,      # standard deviation of the Gaussian likelihood
+    chunk:int|None=EvalConfig.chunk,  # importance samples decoded per pass, see `log_weights`
+    likelihood:str=ModelConfig.likelihood, # the likelihood the model was trained with: 'bernoulli' or 'gaussian'
+    sigma:float=ModelConfig.sigma,      # standard deviation of the Gaussian likelihood
     progress:bool=False,  # report the progress of the importance-weighted NLL on stderr
 )->dict:                  # JSON-friendly: str, int, float and lists; every loss in nats per image
     "Reconstruction, KL, negative ELBO, importance-weighted NLL and active units of a VAE on a dataset, under its likelihood."
