@@ -22,7 +22,7 @@ from PIL import Image
 from . import __version__
 from .data import show_image, to_hwc, check_count, check_images, write_atomic
 from .losses import kl_per_dim
-from .model import MODELS, VAE, CheckpointError, load_checkpoint, _check_finite_state, _check_state
+from .model import MODELS, VAE, CheckpointError, load_checkpoint, _check_finite_state, _check_state, _registered_name
 from .core import JSONFileError, read_json, write_json
 
 # %% ../nbs/10_latent_explorer.ipynb #c310de9c
@@ -217,8 +217,7 @@ def save_pretrained(
     repo_id:str|None=None, # the Hub repository it is meant for, 'owner/name': the card's title and loading line
 )->Path:                   # `folder`
     "Write `model` in the Hugging Face Hub layout: model.safetensors, config.json (its record) and README.md (its card)."
-    folder, cls_name = Path(folder), type(model).__name__
-    if MODELS.get(cls_name) is not type(model): raise ValueError(f"cannot save a {cls_name}: add its class to MODELS first")
+    folder, cls_name = Path(folder), _registered_name(model)
     meta = {'storage': 'float32', **(record or {}), 'model': cls_name, 'config': model.config, 'vae_course': __version__}
     state = _storage_state(model, meta['storage'])  # checked before any file is touched
     title = repo_id or folder.name

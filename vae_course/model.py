@@ -172,14 +172,23 @@ class CheckpointError(ValueError):
 
 def _json_path(path:Path)->Path: return path.with_suffix('.json')
 
+def _registered_name(model:nn.Module)->str:
+    "The class name a checkpoint of `model` records; an error unless `MODELS` rebuilds that class from it."
+    cls = type(model); known = MODELS.get(cls.__name__)
+    # a notebook that runs a library class's definition again (the lessons do) registers its own copy under the name:
+    # the same code, so the name still rebuilds the model
+    again = known is not None and known.__qualname__ == cls.__qualname__ and '__main__' in (known.__module__, cls.__module__)
+    if not (known is cls or again): raise ValueError(f"cannot save a {cls.__name__}: add its class to MODELS first")
+    return cls.__name__
+
 def save_checkpoint(
     model:nn.Module, # a model whose class is in `MODELS`, with a `config` dict
     path:str|Path,   # the weights file, ending in .pt; the configuration goes to the .json beside it
 )->Path:             # `path`
     "Save `model`'s weights to `path` and its class name and constructor arguments to `path` with suffix .json."
-    path, name = Path(path), type(model).__name__
+    path = Path(path)
     if path.suffix != '.pt': raise ValueError(f"{path}: a checkpoint path must end in .pt")
-    if MODELS.get(name) is not type(model): raise ValueError(f"cannot save a {name}: add its class to MODELS first")
+    name = _registered_name(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = dict(model=name, config=model.config, vae_course=__version__)
     write_atomic(path, lambda p: torch.save(model.state_dict(), p))
