@@ -47,12 +47,11 @@ def run(config:str, seed:int):
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out/'seed.json', lambda f: f.write_text(json.dumps(result, indent=2)))
         return print(json.dumps(result))
-    argv = ['--out', str(out.relative_to(ROOT)), '--hidden', '200', '200', '--latent', '50', '--epochs', str(c['epochs']),
-            '--iw-k', str(c['iw_k']), '--seed', str(seed)]
-    ns = argparse.Namespace(  # train_binarized's defaults, as the shipped seed-0 models were trained
-        out=out, hidden=[200, 200], latent=50, epochs=c['epochs'], lr=1e-3, bs=128, iw_k=c['iw_k'], threads=1, seed=seed,
-        command='python tools/train_binarized.py ' + ' '.join(argv))
-    torch.set_num_threads(1)
+    # train_binarized's own parser: its defaults are the recipe the shipped seed-0 models were trained with
+    ns = train_binarized.parse_args(['--out', str(out.relative_to(ROOT)), '--epochs', str(c['epochs']),
+                                     '--iw-k', str(c['iw_k']), '--seed', str(seed)])
+    ns.out = out
+    torch.set_num_threads(ns.threads)
     train_binarized.train(ns)
     record = json.loads((out/'run.json').read_text())
     result = dict(config=config, seed=seed, epochs=c['epochs'], iw_k=c['iw_k'], command=ns.command,

@@ -67,7 +67,8 @@ def measure(run_dir:Path, iw_images:int|None=None)->dict:
           f"{result['iw_seconds']:.0f} s); negative ELBO {result['neg_elbo']:.2f}")
     return result
 
-def main(argv=None):
+def parse_args(argv=None)->argparse.Namespace:
+    "The recipe's settings from the command line (`argv`, default `sys.argv[1:]`), with the command that states them."
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--out', type=Path, required=True)
     p.add_argument('--hidden', type=int, nargs='+', default=[200, 200])
@@ -85,6 +86,10 @@ def main(argv=None):
     p.add_argument('--ship', metavar='NAME', help='store the measured model in the package as pretrained model NAME')
     args = p.parse_args(argv)
     args.command = shlex.join(['python', 'tools/train_binarized.py', *(sys.argv[1:] if argv is None else argv)])
+    return args
+
+def main(argv=None):
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     if not args.measure_only: train(args)
     measure(args.out, args.iw_images)
