@@ -29,6 +29,13 @@ def load():
     "The 1-, 5- and 15-minute load averages, as text."
     return ' '.join(f'{x:.2f}' for x in os.getloadavg())
 
+def cpu_bf16()->str:
+    "The CPU's bf16 instructions, as text: without them bf16 autocast is emulated, and slower than fp32."
+    try:
+        with open('/proc/cpuinfo') as f: flags = set(f.read().split())
+    except OSError: return 'bf16 instructions unknown (no /proc/cpuinfo)'
+    return 'bf16 instructions: ' + (', '.join(sorted(flags & {'avx512_bf16', 'amx_bf16'})) or 'none')
+
 class Objective(torch.nn.Module):
     "The training loss of a VAE's encoder and decoder, written out: negative ELBO (k=1) or negative IWAE bound (k>1), per image."
     def __init__(self, model, k:int=1): super().__init__(); self.model, self.k = model, k
@@ -163,6 +170,6 @@ if __name__ == '__main__':
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     if not (a.sweep or a.quality): p.error('give --sweep or --quality (or both)')
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}; load {load()}")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}; {cpu_bf16()}; load {load()}")
     if a.sweep: sweep(a, get_dls('mnist', bs=128, root=a.root, binarize='static', seed=0, device=a.device))
     if a.quality: quality(a)

@@ -42,6 +42,7 @@ from fastai.learner import AvgLoss, AvgSmoothLoss, Learner
 from fastai.optimizer import OptimWrapper
 from fastcore.basics import getcallable, noop
 from vae_course.data import get_dls, set_seed
+from bench_fast import cpu_bf16  # this folder: run as a script, it is on the path
 from vae_course.model import VAE, ConvVAE, VAEOutput
 from vae_course.training import vae_learner, _LossesToCPU
 
@@ -281,7 +282,7 @@ if __name__ == '__main__':
     dls = runner.dls
     print(f"data: {dls.source}, binarize {a.binarize}; {dls.train.n:,} training / {dls.valid.n:,} validation images "
           f"({len(dls.train)} + {len(dls.valid)} batches); device {dls.device}; torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}; model {a.model}; batch size {a.bs}; {a.epochs} epoch(s) a run, "
+          f"threads {torch.get_num_threads()}; {cpu_bf16()}; model {a.model}; batch size {a.bs}; {a.epochs} epoch(s) a run, "
           f"{a.repeats} runs each after a warm-up; load {load()}", flush=True)
     if a.variants:
         d = dispatch_cost(dls, runner.model('dispatch'))

@@ -118,3 +118,19 @@ def test_shards_cover_the_data():
         everything = torch.cat(seen).round().long()
         if dl is dls.valid: assert sorted(everything.tolist()) == list(range(150))
         else: assert set(everything.tolist()) == set(range(150)) and len(everything) == 150  # 150 is even: no padding
+
+
+def test_the_two_shares_of_a_step_are_the_one_process_batch():
+    ("Lesson 18's claim: with one seed, 2 processes with batches of 64 see, step by step, together the 128 images of "
+     "the 1-process batch, epoch after epoch; so of the three things a seed fixes, only the draws of z differ.")
+    from vae_course.data import TensorBatches
+    x = torch.arange(300.).view(300, 1, 1, 1)  # image i is the number i; 300 = 2 x 128 + 44: a short last batch
+    one = TensorBatches(x, bs=128, shuffle=True, seed=3)
+    halves = [ShardedBatches(TensorBatches(x, bs=64, shuffle=True, seed=3), r, 2) for r in range(2)]
+    for _ in range(2):  # a second epoch: all three draw their next order alike
+        whole = [sorted(xb.flatten().long().tolist()) for xb, _ in one]
+        shares = [[xb.flatten().long().tolist() for xb, _ in h] for h in halves]
+        assert len(shares[0]) == len(shares[1]) == len(whole) == 3
+        assert [sorted(a + b) for a, b in zip(*shares)] == whole
+    other = TensorBatches(x, bs=128, shuffle=True, seed=4)  # another seed: other batches (the test can tell them apart)
+    assert [sorted(xb.flatten().long().tolist()) for xb, _ in other] != whole

@@ -252,7 +252,11 @@ def train(args)->int:
                 devnull = quiet.enter_context(open(os.devnull, 'w'))
                 quiet.enter_context(redirect_stdout(devnull)); quiet.enter_context(redirect_stderr(devnull))
                 quiet.enter_context(warnings.catch_warnings()); warnings.simplefilter('ignore')
-            return _train(args, out, saved, world)
+            code = _train(args, out, saved, world)
+            # the others wait until the main process has written its files, so that all leave together: one that
+            # tears its group down while another still talks to it can abort (gloo's "terminate called")
+            verdict = [code]; torch.distributed.broadcast_object_list(verdict, src=0)
+            return max(code, verdict[0])
     finally: torch.distributed.destroy_process_group()
 
 # %% ../nbs/18_cli.ipynb #fe9163c0
@@ -344,6 +348,36 @@ def _objective(cfg:RunConfig)->str:
     if cfg.tcvae: return f"beta-TCVAE objective, beta {cfg.beta:g} on the total correlation"
     return f"IWAE bound, K={cfg.iw_k}" if cfg.iw_k > 1 else 'ELBO' + (', conditioned on the class' if cfg.conditional else '')
 
+# %% ../nbs/18_cli.ipynb #02e27a7a
+def _record(args, cfg:RunConfig, dls, processes:int)->dict:
+    "run.json: the config as written (`to_dict`, folders absolute), the command, and what the data and protocol were."
+    return dict(args=_absolute(cfg).to_dict(), command=args.command_line, data_source=dls.source,
+                data_folder=str(Path(dls.folder).resolve()) if dls.folder else None,
+                n_train=dls.train.n, n_valid=dls.valid.n, **({'split': split_record(dls.split)} if cfg.images else {}),
+                valid=(f"{dls.valid.n:,} training images held out to choose best.pt" if cfg.valid == 'holdout'
+                       else "the test split (best.pt is chosen on it, so evaluate scores last.pt)"),
+                objective=_objective(cfg),
+                protocol=f"{cfg.binarize} binarization" if cfg.binarize else 'continuous pixels in [0,1]',
+                **({'image_shape': list(dls.image_shape)} if cfg.images else {}),
+                **({'classes': list(dls.classes) if cfg.images else list(range(10))} if cfg.conditional else {}),
+                device=str(dls.device), processes=processes, vae_course=__version__, units='nats per image')
+
+def _fit(learn, cfg:RunConfig, args, out:Path, start:int, record:dict)->int:
+    "Train from epoch `start` to `cfg.epochs`, then report the epochs and the files; the exit code."
+    with warnings.catch_warnings():  # the guard's warning becomes the command's one error line, below
+        warnings.filterwarnings('ignore', message='training stopped at epoch', category=RuntimeWarning)
+        if cfg.schedule == 'one-cycle': learn.fit_one_cycle(cfg.epochs, cfg.lr, pct_start=0.05, start_epoch=start)
+        else: learn.fit(cfg.epochs, start_epoch=start)
+    if learn.nan_guard.message:
+        if _is_main(): print(f"vae-course {args.command}: error: {learn.nan_guard.message}", file=sys.stderr)
+        return 1
+    if not _is_main(): return 0  # the main process writes the files and reports them; `train` holds the others till then
+    if isinstance(learn.model, (CVAE, VQVAE)): _write_grids(learn.model, learn.dls, out)
+    print(f"\nPer-epoch ELBO ({record['protocol']}; nats per image):")
+    print(epoch_table(out/'metrics.csv').round(2).to_string())  # every epoch of the run, resumed ones too
+    print(f"\nwrote {out}: " + ', '.join(sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith('.'))))
+    return 0
+
 # %% ../nbs/18_cli.ipynb #90cdf36f
 def _train(args, out:Path, saved:dict|None, processes:int=1)->int:
     ("Train in the locked folder `out`; `saved` is the run's record when resuming; "
@@ -380,39 +414,7 @@ def _train(args, out:Path, saved:dict|None, processes:int=1)->int:
           + f"; device: {dls.device}"
           + (f"; {processes} processes, each with its own share of the data and batches of {cfg.bs}"
              if processes > 1 else ''))
-    return _fit(learn, cfg, args, out, start, record, processes)
-
-# %% ../nbs/18_cli.ipynb #02e27a7a
-def _record(args, cfg:RunConfig, dls, processes:int)->dict:
-    "run.json: the config as written (`to_dict`, folders absolute), the command, and what the data and protocol were."
-    return dict(args=_absolute(cfg).to_dict(), command=args.command_line, data_source=dls.source,
-                data_folder=str(Path(dls.folder).resolve()) if dls.folder else None,
-                n_train=dls.train.n, n_valid=dls.valid.n, **({'split': split_record(dls.split)} if cfg.images else {}),
-                valid=(f"{dls.valid.n:,} training images held out to choose best.pt" if cfg.valid == 'holdout'
-                       else "the test split (best.pt is chosen on it, so evaluate scores last.pt)"),
-                objective=_objective(cfg),
-                protocol=f"{cfg.binarize} binarization" if cfg.binarize else 'continuous pixels in [0,1]',
-                **({'image_shape': list(dls.image_shape)} if cfg.images else {}),
-                **({'classes': list(dls.classes) if cfg.images else list(range(10))} if cfg.conditional else {}),
-                device=str(dls.device), processes=processes, vae_course=__version__, units='nats per image')
-
-def _fit(learn, cfg:RunConfig, args, out:Path, start:int, record:dict, processes:int)->int:
-    "Train from epoch `start` to `cfg.epochs`, then report the epochs and the files; the exit code."
-    with warnings.catch_warnings():  # the guard's warning becomes the command's one error line, below
-        warnings.filterwarnings('ignore', message='training stopped at epoch', category=RuntimeWarning)
-        if cfg.schedule == 'one-cycle': learn.fit_one_cycle(cfg.epochs, cfg.lr, pct_start=0.05, start_epoch=start)
-        else: learn.fit(cfg.epochs, start_epoch=start)
-    if learn.nan_guard.message:
-        if _is_main(): print(f"vae-course {args.command}: error: {learn.nan_guard.message}", file=sys.stderr)
-        return 1
-    if processes > 1 and torch.distributed.is_initialized():
-        torch.distributed.barrier()  # the others wait, through the process group, until the main one has saved
-    if not _is_main(): return 0      # the main process writes the files and reports them
-    if isinstance(learn.model, (CVAE, VQVAE)): _write_grids(learn.model, learn.dls, out)
-    print(f"\nPer-epoch ELBO ({record['protocol']}; nats per image):")
-    print(epoch_table(out/'metrics.csv').round(2).to_string())  # every epoch of the run, resumed ones too
-    print(f"\nwrote {out}: " + ', '.join(sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith('.'))))
-    return 0
+    return _fit(learn, cfg, args, out, start, record)
 
 # %% ../nbs/18_cli.ipynb #92d1ba56
 def _checkpoint(run:dict, choice:str)->tuple: # (file name, why)
@@ -448,44 +450,6 @@ def evaluate(args)->int:
     with _locked(run_dir):
         _check_writable(run_dir)  # before minutes of work, not after
         return evaluate_seeds(args, run_dir) if experiment else _evaluate(args, run_dir)
-
-# %% ../nbs/18_cli.ipynb #74481c47
-def _evaluate(args, run_dir:Path)->int:
-    "Evaluate the run in the locked folder `run_dir`: `args.cfg` says how, `args.data` its evaluation seed and root."
-    run, e, seed = read_json(run_dir/'run.json', 'the run record', keys=RUN_KEYS), args.cfg, args.data.eval_seed
-    a = _run_config(run['args'])
-    ckpt, why = _checkpoint(run, e.checkpoint)
-    missing = [f for f in (ckpt, ckpt.replace('.pt', '.json')) if not (run_dir/f).is_file()]
-    if missing:
-        raise UsageError(f"{run_dir} is missing {', '.join(missing)}, the checkpoint to score: its run.json is there, so "
-                         "the file was removed or the run stopped before saving it; --checkpoint best or last chooses")
-    model = load_checkpoint(run_dir/ckpt).eval()
-    set_seed(seed)
-    if a.images: return _evaluate_images(args, run_dir, run, model, why)
-    root = args.data.root or a.root
-    test_ds, train_ds = load_dataset(a.dataset, 'test', root), load_dataset(a.dataset, 'train', root)
-    # the offline MNIST sample
-    no_test_split = test_ds.images.shape == train_ds.images.shape and torch.equal(test_ds.images, train_ds.images)
-    test = _protocol_images(to_float(test_ds.images), run, seed)
-    if e.samples*2 > len(test):
-        raise UsageError(f"--samples {e.samples} needs {2*e.samples} test images, there are {len(test)}")
-    result = dict(run=str(run_dir), dataset=a.dataset, protocol=run['protocol'], checkpoint=why,
-                  objective=run.get('objective', 'ELBO'),
-                  source=test_ds.source, split='train' if no_test_split else 'test', eval_seed=seed)
-    if isinstance(model, (CVAE, VQVAE)):
-        result.update(likelihood=a.likelihood, **({'sigma': a.sigma} if a.likelihood == 'gaussian' else {}),
-                      **_part3_scores(model, test, test_ds.labels, e, seed, a.dataset))
-    else:
-        train = _protocol_images(_run_dls(a, root, device='cpu').train.x, run, seed)  # the images the run trained on
-        iw_images = None if e.iw_images is None or e.iw_images >= len(test) else e.iw_images
-        result.update(evaluate_vae(model, test, k=e.k, iw_images=iw_images, train_data=None if no_test_split else train,
-                                   ks=e.ks, threshold=e.threshold, chunk=e.chunk, seed=seed, likelihood=a.likelihood,
-                                   sigma=a.sigma, progress=True))
-    result['generation'] = generation_metrics(model, test, n=e.samples, extractor=e.extractor or 'classifier',
-                                              dataset=a.dataset, seed=seed)
-    write_atomic(run_dir/'eval.json', lambda p: p.write_text(json.dumps(result, indent=2)))
-    print(summary(result))
-    return 0
 
 # %% ../nbs/18_cli.ipynb #d452690b
 @torch.no_grad()
@@ -644,10 +608,43 @@ def _part3_summary(result:dict)->list:
                      f"per class, labelled by {c['classifier']})")
     return lines
 
-# %% ../nbs/18_cli.ipynb #b880420c
-# `python -m vae_course.cli` (not a notebook)
-if __name__ == '__main__' and Path(getattr(sys.modules['__main__'], '__file__', '')).name == 'cli.py':
-    sys.exit(main())
+# %% ../nbs/18_cli.ipynb #74481c47
+def _evaluate(args, run_dir:Path)->int:
+    "Evaluate the run in the locked folder `run_dir`: `args.cfg` says how, `args.data` its evaluation seed and root."
+    run, e, seed = read_json(run_dir/'run.json', 'the run record', keys=RUN_KEYS), args.cfg, args.data.eval_seed
+    a = _run_config(run['args'])
+    ckpt, why = _checkpoint(run, e.checkpoint)
+    missing = [f for f in (ckpt, ckpt.replace('.pt', '.json')) if not (run_dir/f).is_file()]
+    if missing:
+        raise UsageError(f"{run_dir} is missing {', '.join(missing)}, the checkpoint to score: its run.json is there, so "
+                         "the file was removed or the run stopped before saving it; --checkpoint best or last chooses")
+    model = load_checkpoint(run_dir/ckpt).eval()
+    set_seed(seed)
+    if a.images: return _evaluate_images(args, run_dir, run, model, why)
+    root = args.data.root or a.root
+    test_ds, train_ds = load_dataset(a.dataset, 'test', root), load_dataset(a.dataset, 'train', root)
+    # the offline MNIST sample
+    no_test_split = test_ds.images.shape == train_ds.images.shape and torch.equal(test_ds.images, train_ds.images)
+    test = _protocol_images(to_float(test_ds.images), run, seed)
+    if e.samples*2 > len(test):
+        raise UsageError(f"--samples {e.samples} needs {2*e.samples} test images, there are {len(test)}")
+    result = dict(run=str(run_dir), dataset=a.dataset, protocol=run['protocol'], checkpoint=why,
+                  objective=run.get('objective', 'ELBO'),
+                  source=test_ds.source, split='train' if no_test_split else 'test', eval_seed=seed)
+    if isinstance(model, (CVAE, VQVAE)):
+        result.update(likelihood=a.likelihood, **({'sigma': a.sigma} if a.likelihood == 'gaussian' else {}),
+                      **_part3_scores(model, test, test_ds.labels, e, seed, a.dataset))
+    else:
+        train = _protocol_images(_run_dls(a, root, device='cpu').train.x, run, seed)  # the images the run trained on
+        iw_images = None if e.iw_images is None or e.iw_images >= len(test) else e.iw_images
+        result.update(evaluate_vae(model, test, k=e.k, iw_images=iw_images, train_data=None if no_test_split else train,
+                                   ks=e.ks, threshold=e.threshold, chunk=e.chunk, seed=seed, likelihood=a.likelihood,
+                                   sigma=a.sigma, progress=True))
+    result['generation'] = generation_metrics(model, test, n=e.samples, extractor=e.extractor or 'classifier',
+                                              dataset=a.dataset, seed=seed)
+    write_atomic(run_dir/'eval.json', lambda p: p.write_text(json.dumps(result, indent=2)))
+    print(summary(result))
+    return 0
 
 # %% ../nbs/18_cli.ipynb #ba20bffd
 def experiment_record(
@@ -855,3 +852,8 @@ def evaluate_seeds(args, folder:Path)->int:
               f"{first['split']} split, evaluation seed {first['eval_seed']}; mean and standard error over the "
               f"training seeds:\n" + table.round(3).to_string())
     return 0
+
+# %% ../nbs/18_cli.ipynb #b880420c
+# `python -m vae_course.cli` (not a notebook)
+if __name__ == '__main__' and Path(getattr(sys.modules['__main__'], '__file__', '')).name == 'cli.py':
+    sys.exit(main())

@@ -23,7 +23,7 @@ from . import __version__
 from .data import show_image, to_hwc, check_count, check_images, write_atomic
 from .losses import kl_per_dim
 from .model import MODELS, VAE, CheckpointError, load_checkpoint, _check_finite_state, _check_state, _registered_name
-from .core import JSONFileError, read_json, write_json
+from .core import JSONFileError, check_choice, read_json, write_json
 
 # %% ../nbs/10_latent_explorer.ipynb #c310de9c
 def pretrained_dir()->Path:
@@ -73,8 +73,10 @@ def list_pretrained()->pd.DataFrame:
         m = _meta(name)
         e = m.get('metrics', {})
         images = 'all' if e.get('iw_images') == e.get('n_images') else f"{e.get('iw_images', 0):,} random"
-        rows[name] = dict(model=m['model'], hidden=str(m['config']['n_hidden']), n_latent=m['config']['n_latent'],
-                          dataset=m['dataset'], pixels=m['protocol'], objective=e.get('objective', 'ELBO'), epochs=m['epochs'],
+        hidden = m['config']['n_hidden']
+        rows[name] = dict(objective=e.get('objective', 'ELBO'), **{'class': m['model']},  # a VAE may train on the IWAE bound
+                          hidden='-'.join(map(str, hidden if isinstance(hidden, list) else [hidden])),  # layers: 400, 200-200
+                          n_latent=m['config']['n_latent'], dataset=m['dataset'], pixels=m['protocol'], epochs=m['epochs'],
                           neg_elbo=e.get('neg_elbo'), iw_nll=e.get('iw_nll'), iw_nll_se=e.get('iw_nll_se'),
                           iw_protocol=f"K={e.get('iw_k', 0):,}, {images} of {e.get('n_images', 0):,} "
                                       f"{e.get('split', 'test')} images",
@@ -436,12 +438,14 @@ def plot_latent_map(
 def manifold_axis(
     n:int=20,      # points per side
     p:float=0.05,  # the axis spans the prior's quantiles p to 1-p
+    spacing:str='probability', # 'probability': evenly spaced in the prior's probability; 'linear': evenly in z
 )->Tensor:         # (n,) latent coordinates, increasing
-    "The coordinates of a manifold grid along one latent dimension: evenly spaced in probability under N(0,1)."
+    "The coordinates of a manifold grid along one latent dimension, from the prior's p quantile to its 1-p quantile."
     if not 0 < p < 0.5: raise ValueError(f"p must lie in (0, 0.5), got {p}")
+    check_choice(spacing, ('probability', 'linear'), 'spacing')
     # in float64: in float32, 1-p rounds to 1 (and its quantile to inf) once p < 6e-8, a reach of 5.3
-    q = torch.linspace(p, 1-p, n, dtype=torch.float64)
-    return torch.distributions.Normal(torch.zeros((), dtype=torch.float64), 1.).icdf(q).float()
+    q = torch.distributions.Normal(torch.zeros((), dtype=torch.float64), 1.).icdf(torch.linspace(p, 1-p, n, dtype=torch.float64))
+    return (torch.linspace(q[0], q[-1], n) if spacing == 'linear' else q).float()  # linear: the same ends
 
 # %% ../nbs/10_latent_explorer.ipynb #6b804312
 @torch.no_grad()
@@ -449,10 +453,11 @@ def manifold(
     model,         # a trained VAE with 2 latent dimensions
     n:int=20,      # images per side
     p:float=0.05,  # the grid spans the prior's quantiles p to 1-p in each dimension
+    spacing:str='probability', # 'probability': evenly spaced in the prior's quantiles; 'linear': evenly in z
 )->Tensor:         # (n*n,C,H,W), rows from top (high z[1]) to bottom
-    "Decode an n x n grid of latent points evenly spaced in the prior's quantiles."
+    "Decode an n x n grid of latent points over the prior's quantiles p to 1-p, spaced as `spacing` says."
     if model.n_latent != 2:
         raise ValueError(f"a manifold grid needs a model with 2 latent dimensions, this one has {model.n_latent}")
-    q = manifold_axis(n, p)                                                  # (n,)
+    q = manifold_axis(n, p, spacing)                                         # (n,)
     z = torch.stack([q.repeat(n), q.flip(0).repeat_interleave(n)], 1)       # (n*n,2): x runs along rows, y down
     return torch.sigmoid(model.decode(z.to(model.device))).cpu()

@@ -420,18 +420,19 @@ class SampleGridCallback(Callback):
         self.z = torch.randn(self.n, _bare(self.model).n_latent, generator=g).to(self.dls.device)  # (n,Z) fixed draws
         self.images = self.dls.valid.x[:self.n]  # (n,1,28,28) fixed images (not `x`: the learner has one)
     def grids(self)->tuple:
-        "(samples, reconstructions) of the model as it is now, each (n,1,28,28) in [0,1]."
+        "(samples, reconstructions) of the model as it is now: the decoder's means, each (n,C,H,W) in [0,1]."
         model = _bare(self.model)
         with evaluating(model):
-            samples = torch.sigmoid(model.decode(self.z))
+            out = model.decode(self.z)
+            samples = model.likelihood.mean(out) if hasattr(model, 'likelihood') else torch.sigmoid(out)  # means, not draws
             recons = model.reconstruct(self.images)
         return samples, recons
     def show(self, title:str=''):
         samples, recons = self.grids()
         fig, axs = plt.subplots(1, 3, figsize=(15, 5))
-        show_grid(samples, nrow=8, title=f'samples {title}', ax=axs[0])
+        show_grid(samples, nrow=8, title=f'decoder means of fixed prior draws {title}', ax=axs[0])
         show_grid(self.images, nrow=8, title='validation images', ax=axs[1])
-        show_grid(recons, nrow=8, title=f'reconstructions {title}', ax=axs[2])
+        show_grid(recons, nrow=8, title=f'reconstructions (means) {title}', ax=axs[2])
         plt.show()
     def after_epoch(self):
         if self.path is not None and _is_main():
